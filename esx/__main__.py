@@ -1,0 +1,3 @@
+from esx.cli import main
+
+main()

@@ -1,0 +1,124 @@
+"""The ``esx`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from esx.errors import EsxError
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Explanation-supervised training from noisy multi-annotator masks.",
+)
+
+RecipeArg = Annotated[Path, typer.Argument(help="recipe YAML file")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="override a recipe key, e.g. --set train.epochs=3 (repeatable)"),
+]
+
+
+def _fail(err: BaseException, code: int = 2) -> None:
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {err}", markup=True,
+                                                highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    recipe: RecipeArg,
+    out: Annotated[
+        Path | None, typer.Option(help="run folder (default: runs/<recipe>-<time>)")
+    ] = None,
+    set_: SetOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="reuse a non-empty run folder")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bars or tables")] = False,
+) -> None:
+    """Train and evaluate one recipe; write metrics, predictions, checkpoint and figures."""
+    from esx.outputs import prepare_run_dir
+    from esx.plugins import registry
+    from esx.recipe import load_recipe
+    from esx.trainer import Trainer
+
+    console = Console(quiet=quiet, soft_wrap=True)
+    try:
+        reg = registry()
+        r = load_recipe(recipe, reg, set_ or [])
+        out = out or Path("runs") / f"{recipe.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        prepare_run_dir(out, overwrite)
+        trainer = Trainer(r, reg, out, console, recipe_source=str(recipe))
+        metrics = trainer.run()
+    except EsxError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        _fail(KeyboardInterrupt("interrupted; finished epochs are saved in the run folder"), 130)
+    console.print(_results_table(metrics))
+    console.print(f"run folder: [bold]{out}[/]")
+
+
+def _results_table(metrics: dict) -> Table:
+    table = Table(title="test results")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics["test"].items():
+        table.add_row(k, "n/a" if v is None else f"{v:.4f}")
+    for k in ("iou", "precision", "recall"):
+        if k in metrics.get("explanation", {}):
+            table.add_row(f"explanation {k}", f"{metrics['explanation'][k]:.4f}")
+    return table
+
+
+@app.command()
+def validate(recipe: RecipeArg, set_: SetOpt = None) -> None:
+    """Check a recipe (schema, component names, their params) without running it."""
+    from esx.plugins import registry
+    from esx.recipe import load_recipe
+
+    try:
+        load_recipe(recipe, registry(), set_ or [])
+    except EsxError as err:
+        _fail(err)
+    typer.echo(f"{recipe}: ok")
+
+
+@app.command()
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """List every component by family, with the plugin package it comes from."""
+    from esx.plugins import registry
+
+    data = registry().as_dict()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    console = Console(soft_wrap=True)
+    table = Table(title="esx components")
+    for col in ("family", "name", "plugin", "package"):
+        table.add_column(col)
+    for fam, entries in data["components"].items():
+        for e in entries:
+            table.add_row(fam, e["name"], e["plugin"], e["package"])
+    console.print(table)
+    for b in data["broken"]:
+        console.print(f"[red]broken plugin {b['plugin']} ({b['package']}): {b['error']}[/]")
+
+
+def main() -> None:
+    try:
+        app()
+    except EsxError as err:  # errors raised outside a command body
+        Console(stderr=True).print(f"[bold red]error:[/] {err}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

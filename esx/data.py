@@ -1,0 +1,72 @@
+"""Samples, their validation, and the collate function that builds a :class:`Batch`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from esx.errors import DataError
+from esx.types import Batch
+
+
+@dataclass
+class Sample:
+    """One image with its annotations.
+
+    Attributes:
+        image: ``(C, H, W)`` float.
+        label: class index.
+        masks: ``(U, H, W)`` uint8 in {0, 1}; zeros in missing slots.
+        mask_valid: ``(U,)`` bool.
+        index: position in its split.
+        truth: optional ``(1, H, W)`` uint8 true mask.
+        annotator: optional ``(U,)`` long true annotator of each slot, -1 if missing.
+        hidden: optional ``(A, H, W)`` uint8 mask every annotator would have drawn.
+    """
+
+    image: Tensor
+    label: int
+    masks: Tensor
+    mask_valid: Tensor
+    index: int
+    truth: Tensor | None = None
+    annotator: Tensor | None = None
+    hidden: Tensor | None = None
+
+
+def validate_sample(s: Sample, where: str) -> None:
+    """Raise :class:`DataError` naming ``where`` if the sample is inconsistent."""
+    if s.image.ndim != 3:
+        raise DataError(f"{where}: image must be (C, H, W), got shape {tuple(s.image.shape)}")
+    h, w = s.image.shape[-2:]
+    if not torch.isfinite(s.image).all():
+        raise DataError(f"{where}: image holds NaN or Inf pixels; clean or drop this image")
+    if s.masks.ndim != 3 or tuple(s.masks.shape[-2:]) != (h, w):
+        raise DataError(
+            f"{where}: masks have shape {tuple(s.masks.shape)} but the image is {h}x{w}; "
+            "each mask must be the image's size"
+        )
+    if s.mask_valid.shape != (s.masks.shape[0],):
+        raise DataError(f"{where}: mask_valid must have one flag per mask slot")
+    if s.masks.numel() and not ((s.masks == 0) | (s.masks == 1)).all():
+        bad = s.masks[(s.masks != 0) & (s.masks != 1)].flatten()[0].item()
+        raise DataError(f"{where}: masks must be binary (0/1); found value {bad}")
+
+
+def collate(samples: list[Sample]) -> Batch:
+    """Stack samples into a :class:`Batch`; unannotated samples are fine."""
+    has_truth = all(s.truth is not None for s in samples)
+    has_ann = all(s.annotator is not None for s in samples)
+    has_hidden = all(s.hidden is not None for s in samples)
+    return Batch(
+        image=torch.stack([s.image for s in samples]),
+        label=torch.tensor([s.label for s in samples], dtype=torch.long),
+        masks=torch.stack([s.masks for s in samples]).float(),
+        mask_valid=torch.stack([s.mask_valid for s in samples]),
+        truth=torch.stack([s.truth for s in samples]).float() if has_truth else None,
+        index=torch.tensor([s.index for s in samples], dtype=torch.long),
+        annotator=torch.stack([s.annotator for s in samples]) if has_ann else None,
+        hidden=torch.stack([s.hidden for s in samples]).float() if has_hidden else None,
+    )

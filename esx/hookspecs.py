@@ -1,0 +1,74 @@
+"""The hook specifications of esx: one ``register_<family>(register)`` hook per family.
+
+A plugin is a module (or object) with functions decorated by
+:data:`esx.hookimpl`. Each hook is called once, at start-up, with a
+``register`` callback; the plugin calls ``register(name, cls)`` for every
+component it provides. No hook returns a value and none stops at the first
+result: every plugin's components are collected.
+
+``cls`` is a class deriving from the family's base class in
+:mod:`esx.interfaces`. Its ``Params`` attribute (a pydantic model) declares
+and validates the ``params:`` block a recipe may give it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("esx")
+hookimpl = pluggy.HookimplMarker("esx")
+
+Register = Callable[[str, Any], None]
+
+
+@hookspec
+def register_backbones(register: Register) -> None:
+    """Register classifiers: subclasses of :class:`esx.interfaces.Backbone`.
+
+    :param register: call ``register(name, cls)`` once per backbone.
+    """
+
+
+@hookspec
+def register_explainers(register: Register) -> None:
+    """Register explanation methods: subclasses of :class:`esx.interfaces.Explainer`.
+
+    :param register: call ``register(name, cls)`` once per explainer.
+    """
+
+
+@hookspec
+def register_aggregators(register: Register) -> None:
+    """Register annotation aggregators: subclasses of :class:`esx.interfaces.Aggregator`.
+
+    :param register: call ``register(name, cls)`` once per aggregator.
+    """
+
+
+@hookspec
+def register_losses(register: Register) -> None:
+    """Register explanation-supervision losses: subclasses of :class:`esx.interfaces.Loss`.
+
+    :param register: call ``register(name, cls)`` once per loss.
+    """
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register datasets: subclasses of :class:`esx.interfaces.Dataset`.
+
+    :param register: call ``register(name, cls)`` once per dataset.
+    """
+
+
+#: The component families, in the order a recipe lists them, with their hooks.
+FAMILIES: dict[str, str] = {
+    "dataset": "register_datasets",
+    "backbone": "register_backbones",
+    "explainer": "register_explainers",
+    "aggregator": "register_aggregators",
+    "loss": "register_losses",
+}

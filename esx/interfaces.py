@@ -1,0 +1,222 @@
+"""The base class of each component family.
+
+A component class has a ``Params`` pydantic model (unknown keys are
+rejected) and is built as ``cls(params, context)`` where ``params`` is an
+instance of ``Params`` and ``context`` a :class:`BuildContext`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+from esx.types import Batch, Targets
+
+
+class Params(BaseModel):
+    """Base class of component parameters: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a dataset tells the other components about itself.
+
+    Attributes:
+        name: the dataset's registered name.
+        synthetic: True for generated data (reported in ``metrics.json``).
+        in_chans: image channels C.
+        num_classes: number of classes (binary tasks: 2, positive = 1).
+        image_size: ``(H, W)``.
+        num_annotators: U, the number of annotation slots per image.
+        has_truth: True when batches carry the true explanation mask.
+        splits: sizes of the splits.
+        details: free-form facts worth recording (e.g. which annotators).
+    """
+
+    name: str
+    synthetic: bool
+    in_chans: int
+    num_classes: int
+    image_size: tuple[int, int]
+    num_annotators: int
+    has_truth: bool
+    splits: dict[str, int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Everything a component may need to build itself."""
+
+    data: DataInfo
+    seed: int = 0
+    device: torch.device = torch.device("cpu")
+
+
+class Component:
+    """Mixin holding the parameter model shared by every family."""
+
+    Params: ClassVar[type[Params]] = Params
+    #: Filled in by the registry: the registered name and the plugin that gave it.
+    component_name: ClassVar[str] = ""
+
+
+class Backbone(nn.Module, Component):
+    """An image classifier split at the layer an explainer reads.
+
+    ``forward_features``: ``(B, C, H, W)`` → activations ``(B, K, h, w)``;
+    ``forward_head``: activations → logits ``(B, num_classes)``.
+    """
+
+    def __init__(self, params: Params, context: BuildContext) -> None:
+        super().__init__()
+        self.params = params
+
+    def forward_features(self, image: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(image))
+
+
+class Explainer(Component):
+    """Maps a model's decision for given classes to ``(B, h, w)`` saliency maps.
+
+    A *differentiable* explainer can be used inside a training loss: given the
+    step's ``features`` and ``logits`` it must not run another forward pass, and
+    with ``create_graph=True`` its maps carry gradients to the backbone.
+    """
+
+    differentiable: ClassVar[bool] = False
+
+    def __init__(self, params: Params, context: BuildContext) -> None:
+        self.params = params
+
+    def explain(
+        self,
+        backbone: Backbone,
+        image: Tensor,
+        classes: Tensor,
+        *,
+        features: Tensor | None = None,
+        logits: Tensor | None = None,
+        create_graph: bool = False,
+    ) -> Tensor:
+        """Return ``(B, h, w)`` maps, each min-max normalised to [0, 1]."""
+        raise NotImplementedError
+
+    def match(self, maps: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        """Bring maps ``(N, h, w)`` and targets ``(N, K, H, W)`` to one resolution.
+
+        The default upsamples the maps bilinearly to the targets' size.
+        """
+        size = targets.masks.shape[-2:]
+        if maps.shape[-2:] != size:
+            maps = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)
+            maps = maps[:, 0]
+        return maps, targets
+
+
+@dataclass
+class AggregatorOutput:
+    """What an aggregator returns: targets and, optionally, its own loss term."""
+
+    targets: Targets
+    loss: Tensor | None = None
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+class Aggregator(nn.Module, Component):
+    """Turns a batch's observed masks into explanation :class:`~esx.types.Targets`.
+
+    An aggregator may own parameters (they join the optimiser) and a loss term
+    (added to the objective with weight ``train.lambda_gen``).
+    """
+
+    def __init__(self, params: Params, context: BuildContext) -> None:
+        super().__init__()
+        self.params = params
+
+    def forward(self, batch: Batch) -> AggregatorOutput:
+        raise NotImplementedError
+
+    def report(self, loader: Any, device: torch.device) -> dict[str, Any]:
+        """Optional evaluation of the aggregator on the test split, after training.
+
+        The result is stored under ``aggregator`` in ``metrics.json``.
+        """
+        return {}
+
+    def figures(self, out: Path, batch: Batch) -> None:
+        """Optional figures of the aggregator, drawn for a few test images into ``out``."""
+
+
+class Loss(nn.Module, Component):
+    """An explanation-supervision loss: ``(maps (N, h, w), Targets) → scalar``.
+
+    ``uses_explanation = False`` marks a loss that needs no map at all (the
+    Baseline); the trainer then skips the explainer in training.
+    """
+
+    uses_explanation: ClassVar[bool] = True
+
+    def __init__(self, params: Params, context: BuildContext) -> None:
+        super().__init__()
+        self.params = params
+
+    def forward(self, maps: Tensor, targets: Targets) -> Tensor:
+        raise NotImplementedError
+
+
+class PixelLoss(Loss):
+    """A loss written as a per-pixel term, reduced the same way for every method.
+
+    For each supervised image i and target k, the per-pixel term is averaged
+    over the annotated pixels of target k; images then weigh their targets by
+    ``targets.weights`` and the result is the mean over images.
+    """
+
+    def pixel_loss(self, maps: Tensor, target: Tensor) -> Tensor:
+        """``(N, K, h, w)`` maps (broadcast) and targets → ``(N, K, h, w)`` loss."""
+        raise NotImplementedError
+
+    def forward(self, maps: Tensor, targets: Targets) -> Tensor:
+        per_pixel = self.pixel_loss(maps[:, None].expand_as(targets.masks), targets.masks)
+        if targets.annotated is None:
+            per_target = per_pixel.mean(dim=(-2, -1))
+        else:
+            ann = targets.annotated.to(per_pixel.dtype)
+            per_target = (per_pixel * ann).sum(dim=(-2, -1)) / ann.sum(dim=(-2, -1)).clamp_min(1)
+        return (per_target * targets.weights).sum(dim=1).mean()
+
+
+class Dataset(Component):
+    """A source of train / val / test splits of :class:`esx.data.Sample` records.
+
+    ``info`` describes the data; ``split(name)`` returns a
+    ``torch.utils.data.Dataset`` whose items are :class:`esx.data.Sample`.
+    """
+
+    SPLITS: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+
+    def __init__(self, params: Params, context_seed: int = 0) -> None:
+        self.params = params
+        self.seed = context_seed
+
+    @property
+    def info(self) -> DataInfo:
+        raise NotImplementedError
+
+    def split(self, name: str) -> torch.utils.data.Dataset:
+        raise NotImplementedError

@@ -1,0 +1,91 @@
+"""The run folder: every file written atomically (temporary file, then rename)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save
+
+from esx.errors import EsxError
+
+
+def _atomic(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    _atomic(path, lambda f: f.write(data))
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _clean(obj: Any) -> Any:
+    """JSON has no NaN: write ``null`` instead."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(_clean(obj), indent=2) + "\n")
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Save tensors as safetensors (loading it can never run code)."""
+    flat = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    _atomic(path, lambda f: f.write(save(flat)))
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def prepare_run_dir(path: Path, overwrite: bool) -> Path:
+    """Create the run folder; refuse a non-empty one unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise EsxError(
+            f"run folder {path} already exists and is not empty; pass --overwrite to replace "
+            "its files or --out to choose another folder"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".esx-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise EsxError(f"cannot write to run folder {path}: {exc.strerror}; choose --out") from None
+    return path
+

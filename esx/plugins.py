@@ -1,0 +1,188 @@
+"""The plugin manager and the component registry.
+
+Every component, built-in or not, comes from a plugin registered under the
+``esx`` entry-point group. Two environment variables keep runs hermetic:
+
+- ``ESX_DISABLE_PLUGIN_AUTOLOAD=1`` loads only the plugins that ship with esx;
+- ``ESX_LOAD_PLUGINS=name,name`` loads the built-ins plus only the named
+  third-party plugins (entry-point or distribution names).
+
+A plugin that fails to import, or registers a name another plugin already
+took, is recorded in :attr:`Registry.broken` with its package named; esx still
+starts, and the failure surfaces when a recipe needs that plugin and in
+``esx plugins``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from esx import hookspecs
+from esx.errors import DuplicateComponentError, PluginLoadError, UnknownComponentError
+from esx.hookspecs import FAMILIES
+
+BUILTIN_DISTRIBUTION = "esx"
+
+
+@dataclass
+class Entry:
+    """One registered component."""
+
+    family: str
+    name: str
+    cls: Any
+    plugin: str
+    package: str
+
+
+@dataclass
+class Registry:
+    """Components by family and name, plus the plugins that failed to load."""
+
+    entries: dict[str, dict[str, Entry]] = field(
+        default_factory=lambda: {f: {} for f in FAMILIES}
+    )
+    broken: list[dict[str, str]] = field(default_factory=list)
+    plugins: list[dict[str, str]] = field(default_factory=list)
+
+    def get(self, family: str, name: str) -> Any:
+        """The class registered as ``name`` in ``family``.
+
+        Raises:
+            UnknownComponentError: listing the known names and the closest one.
+        """
+        if family not in self.entries:
+            raise UnknownComponentError("family", family, self.entries)
+        try:
+            return self.entries[family][name].cls
+        except KeyError:
+            err = UnknownComponentError(family, name, self.entries[family])
+            if self.broken:
+                names = ", ".join(b["plugin"] for b in self.broken)
+                err.args = (f"{err.args[0]} (plugins that failed to load: {names})",)
+            raise err from None
+
+    def names(self, family: str) -> list[str]:
+        return sorted(self.entries[family])
+
+    def add(self, family: str, name: str, cls: Any, plugin: str, package: str) -> None:
+        have = self.entries[family].get(name)
+        if have is not None:
+            raise DuplicateComponentError(
+                f"{family} {name!r} is registered twice: by plugin {have.plugin!r} "
+                f"(package {have.package}) and by plugin {plugin!r} (package {package}); "
+                "rename one of them or uninstall one plugin"
+            )
+        cls.component_name = name
+        self.entries[family][name] = Entry(family, name, cls, plugin, package)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready listing (what ``esx plugins --json`` prints)."""
+        return {
+            "components": {
+                fam: [
+                    {"name": e.name, "plugin": e.plugin, "package": e.package}
+                    for e in sorted(d.values(), key=lambda e: e.name)
+                ]
+                for fam, d in self.entries.items()
+            },
+            "plugins": self.plugins,
+            "broken": self.broken,
+        }
+
+
+def _selected(ep: Any, only: set[str] | None, no_autoload: bool) -> bool:
+    dist = ep.dist.name if ep.dist is not None else ""
+    if dist == BUILTIN_DISTRIBUTION:
+        return True
+    if no_autoload:
+        return False
+    return only is None or ep.name in only or dist in only
+
+
+def build_registry(modules: list[ModuleType | Any] | None = None) -> Registry:
+    """Load plugins and collect their components.
+
+    Args:
+        modules: load exactly these plugin objects instead of entry points
+            (for tests and embedding). Each is registered under its module name.
+    """
+    pm = pluggy.PluginManager("esx")
+    pm.add_hookspecs(hookspecs)
+    reg = Registry()
+    packages: dict[str, str] = {}
+    if modules is not None:
+        for mod in modules:
+            name = getattr(mod, "__name__", repr(mod))
+            pm.register(mod, name=name)
+            packages[name] = name.split(".")[0]
+    else:
+        only_env = os.environ.get("ESX_LOAD_PLUGINS")
+        only = {s.strip() for s in only_env.split(",") if s.strip()} if only_env else None
+        no_auto = os.environ.get("ESX_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0")
+        for ep in sorted(entry_points(group="esx"), key=lambda e: e.name):
+            if not _selected(ep, only, no_auto):
+                continue
+            dist = ep.dist.name if ep.dist is not None else "?"
+            try:
+                mod = ep.load()
+                pm.register(mod, name=ep.name)
+            except Exception as exc:  # a broken third-party plugin must not kill esx
+                reg.broken.append(
+                    {"plugin": ep.name, "package": dist, "error": f"{type(exc).__name__}: {exc}"}
+                )
+                continue
+            packages[ep.name] = dist
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginLoadError(f"a plugin implements a hook esx does not define: {exc}") from exc
+
+    for plugin_name, plugin in pm.list_name_plugin():
+        module = getattr(plugin, "__name__", plugin_name)
+        reg.plugins.append(
+            {"plugin": plugin_name, "package": packages.get(plugin_name, "?"), "module": module}
+        )
+    for family, hook in FAMILIES.items():
+        # pluggy calls the last-registered first; register in load order instead.
+        for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+            plugin_name = impl.plugin_name
+            package = packages.get(plugin_name, "?")
+            try:
+                impl.function(
+                    lambda n, c, f=family, p=plugin_name, k=package: reg.add(f, n, c, p, k)
+                )
+            except DuplicateComponentError as exc:
+                reg.broken.append({"plugin": plugin_name, "package": package, "error": str(exc)})
+            except Exception as exc:
+                reg.broken.append(
+                    {"plugin": plugin_name, "package": package,
+                     "error": f"{hook} failed: {type(exc).__name__}: {exc}"}
+                )
+    return reg
+
+
+_REGISTRY: Registry | None = None
+
+
+def registry() -> Registry:
+    """The process-wide registry, built on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = build_registry()
+    return _REGISTRY
+
+
+def load_module(path: str) -> ModuleType:
+    """Import a plugin module the user named explicitly."""
+    try:
+        return importlib.import_module(path)
+    except ImportError as exc:
+        raise PluginLoadError(f"cannot import plugin module {path!r}: {exc}") from exc

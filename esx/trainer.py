@@ -1,0 +1,336 @@
+"""The trainer: builds the components a recipe names and runs one experiment.
+
+One step, top to bottom::
+
+    features = backbone.forward_features(image)      one forward
+    logits   = backbone.forward_head(features)
+    L_pred   = cross_entropy(logits, label)
+    out      = aggregator(batch)                     targets (+ its own loss)
+    maps     = explainer.explain(..., features, logits, create_graph=True)
+    L        = L_pred + λ_exp · loss(maps, targets) + λ_gen · out.loss
+
+Only images that are positive (label > 0) and carry target weight feed the
+explanation loss. The trainer knows no component by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from torch import Tensor
+
+from esx import __version__, outputs
+from esx.data import collate
+from esx.errors import EsxError, NonFiniteLossError
+from esx.interfaces import Aggregator, Backbone, BuildContext, Dataset, Explainer, Loss
+from esx.metrics import classification, map_overlap
+from esx.plugins import Registry
+from esx.recipe import Recipe, build_params, dump_recipe
+from esx.types import Batch
+
+log = logging.getLogger("esx")
+
+
+@dataclass
+class Components:
+    dataset: Dataset
+    backbone: Backbone
+    explainer: Explainer
+    eval_explainer: Explainer
+    aggregator: Aggregator
+    loss: Loss
+    context: BuildContext
+
+
+def choose_device(wanted: str) -> torch.device:
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise EsxError("recipe asks for device 'cuda' but no CUDA GPU is visible; use auto or cpu")
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(wanted)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build(recipe: Recipe, registry: Registry, device: torch.device) -> Components:
+    """Instantiate every component of a validated recipe."""
+    def make(family: str, spec: Any, *args: Any) -> Any:
+        return registry.get(family, spec.name)(build_params(registry, family, spec), *args)
+
+    dataset = make("dataset", recipe.data, recipe.seed)
+    ctx = BuildContext(data=dataset.info, seed=recipe.seed, device=device)
+    backbone = make("backbone", recipe.backbone, ctx).to(device)
+    explainer = make("explainer", recipe.explainer, ctx)
+    ev = recipe.eval.explainer
+    eval_explainer = make("explainer", ev, ctx) if ev is not None else explainer
+    aggregator = make("aggregator", recipe.aggregator, ctx).to(device)
+    loss = make("loss", recipe.loss, ctx).to(device)
+    if loss.uses_explanation and not explainer.differentiable:
+        raise EsxError(
+            f"explainer {recipe.explainer.name!r} is not differentiable, so loss "
+            f"{recipe.loss.name!r} cannot train through it; use a differentiable explainer "
+            "for training (see `esx plugins`) and put this one under eval.explainer"
+        )
+    return Components(dataset, backbone, explainer, eval_explainer, aggregator, loss, ctx)
+
+
+def loader(ds: Any, batch_size: int, shuffle: bool, workers: int, seed: int) -> Any:
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=collate,
+        generator=g, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+    )
+
+
+class Trainer:
+    """Runs a recipe end to end and writes the run folder."""
+
+    def __init__(
+        self, recipe: Recipe, registry: Registry, out: Path, console: Console | None = None,
+        recipe_source: str = "",
+    ) -> None:
+        self.recipe, self.registry, self.out = recipe, registry, Path(out)
+        self.console = console or Console(quiet=True)
+        self.source = recipe_source
+        self.device = choose_device(recipe.device)
+        seed_everything(recipe.seed)
+        self.c = build(recipe, registry, self.device)
+        params = [p for m in (self.c.backbone, self.c.aggregator, self.c.loss)
+                  for p in m.parameters() if p.requires_grad]
+        t = recipe.train
+        self.opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        self.step_no = 0
+
+    # ---------------------------------------------------------------- training
+    def step(self, batch: Batch) -> dict[str, float]:
+        c, t = self.c, self.recipe.train
+        c.backbone.train()
+        c.aggregator.train()
+        c.loss.train()
+        features = c.backbone.forward_features(batch.image)
+        logits = c.backbone.forward_head(features)
+        terms: dict[str, Tensor] = {"pred": F.cross_entropy(logits, batch.label)}
+        out = c.aggregator(batch)
+        if c.loss.uses_explanation:
+            rows = out.targets.supervised & (batch.label > 0)
+            if rows.any():
+                maps = c.explainer.explain(
+                    c.backbone, batch.image, batch.label, features=features, logits=logits,
+                    create_graph=True,
+                )
+                maps, targets = c.explainer.match(maps[rows], out.targets.select(rows))
+                terms["exp"] = c.loss(maps, targets)
+        if out.loss is not None:
+            terms["gen"] = out.loss
+        weights = {"pred": 1.0, "exp": t.lambda_exp, "gen": t.lambda_gen}
+        for name, value in terms.items():
+            if not torch.isfinite(value).all():
+                raise NonFiniteLossError(
+                    f"step {self.step_no}: loss term {name!r} is {value.item()}; "
+                    "lower train.lr or check the data for NaN pixels"
+                )
+        total = sum(weights[k] * v for k, v in terms.items())
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt.step()
+        self.step_no += 1
+        logs = {k: float(v.detach()) for k, v in terms.items()}
+        logs.update(out.logs)
+        return logs
+
+    # -------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def predict(self, dl: Any, progress: Progress | None, label: str,
+                maps: bool = False) -> dict[str, Any]:
+        """Probabilities and predictions of a split; explanation overlap if ``maps``."""
+        c = self.c
+        c.backbone.eval()
+        probs, labels, preds, idx, losses, overlap = [], [], [], [], [], []
+        task = progress.add_task(label, total=len(dl)) if progress else None
+        for batch in dl:
+            batch = batch.to(self.device, non_blocking=True)
+            logits = c.backbone(batch.image)
+            losses.append(F.cross_entropy(logits, batch.label, reduction="sum").item())
+            p = logits.softmax(1)[:, 1] if logits.shape[1] > 1 else logits[:, 0].sigmoid()
+            pred = logits.argmax(1)
+            probs.append(p.cpu()), labels.append(batch.label.cpu())
+            preds.append(pred.cpu()), idx.append(batch.index.cpu())
+            if maps and batch.truth is not None:
+                rows = (batch.label > 0) & (batch.truth.flatten(1).amax(1) > 0)
+                if rows.any():
+                    m = c.eval_explainer.explain(c.backbone, batch.image[rows], pred[rows])
+                    ov = map_overlap(m.detach(), batch.truth[rows, 0], self.recipe.eval.threshold)
+                    overlap.append(ov.cpu())
+            if progress:
+                progress.advance(task)
+        if progress:
+            progress.remove_task(task)
+        out = {
+            "prob": torch.cat(probs).numpy(), "label": torch.cat(labels).numpy(),
+            "pred": torch.cat(preds).numpy(), "index": torch.cat(idx).numpy(),
+        }
+        out["metrics"] = classification(out["label"], out["prob"], out["pred"])
+        out["metrics"]["loss"] = sum(losses) / max(1, len(out["label"]))
+        if overlap:
+            ov = torch.cat(overlap)
+            out["explanation"] = {
+                "iou": float(ov[:, 0].mean()), "precision": float(ov[:, 1].mean()),
+                "recall": float(ov[:, 2].mean()), "threshold": self.recipe.eval.threshold,
+                "images": int(ov.shape[0]), "class": "predicted",
+                "explainer": self.c.eval_explainer.component_name,
+            }
+        return out
+
+    # -------------------------------------------------------------------- run
+    def state(self) -> dict[str, Tensor]:
+        c = self.c
+        st = {f"backbone.{k}": v for k, v in c.backbone.state_dict().items()}
+        st.update({f"aggregator.{k}": v for k, v in c.aggregator.state_dict().items()})
+        st.update({f"loss.{k}": v for k, v in c.loss.state_dict().items()})
+        return st
+
+    def load(self, state: dict[str, Tensor]) -> None:
+        for prefix, mod in (("backbone.", self.c.backbone), ("aggregator.", self.c.aggregator),
+                            ("loss.", self.c.loss)):
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            mod.load_state_dict(sub)
+
+    def run(self) -> dict[str, Any]:
+        r, t, c = self.recipe, self.recipe.train, self.c
+        info = c.dataset.info
+        outputs.write_text(self.out / "recipe.yaml", dump_recipe(r, self.registry))
+        self._start_log()
+        if info.synthetic:
+            self.console.print(
+                f"[bold yellow]Training on SYNTHETIC data ({info.name}), not real scans.[/]"
+            )
+        log.info("esx %s, device %s, data %s %s", __version__, self.device, info.name, info.splits)
+        train_dl = loader(c.dataset.split("train"), t.batch_size, True, t.num_workers, r.seed)
+        val_dl = loader(c.dataset.split("val"), t.eval_batch_size, False, t.num_workers, r.seed)
+        test_dl = loader(c.dataset.split("test"), t.eval_batch_size, False, t.num_workers, r.seed)
+        higher = t.select_metric != "loss"
+        best, best_epoch, history = -math.inf if higher else math.inf, 0, []
+        started = time.time()
+        with self._progress() as progress:
+            epochs = progress.add_task("epochs", total=t.epochs)
+            for epoch in range(1, t.epochs + 1):
+                sums: dict[str, float] = {}
+                bt = progress.add_task(f"epoch {epoch}", total=len(train_dl))
+                for batch in train_dl:
+                    logs = self.step(batch.to(self.device, non_blocking=True))
+                    for k, v in logs.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    progress.advance(bt)
+                progress.remove_task(bt)
+                val = self.predict(val_dl, progress, "validation")["metrics"]
+                row = {"epoch": epoch, **{f"train_{k}": v / len(train_dl) for k, v in sums.items()},
+                       **{f"val_{k}": v for k, v in val.items()}}
+                history.append(row)
+                score = val[t.select_metric]
+                better = score > best if higher else score < best
+                if better or (epoch == 1 and not math.isfinite(best)):
+                    best, best_epoch = score, epoch
+                    outputs.save_state(self.out / "best.safetensors", self.state())
+                log.info("epoch %d %s", epoch, " ".join(f"{k}={v:.4f}" for k, v in row.items()
+                                                        if k != "epoch"))
+                self._write_history(history)
+                progress.advance(epochs)
+            self.load(outputs.load_state(self.out / "best.safetensors"))
+            test = self.predict(test_dl, progress, "test", maps=True)
+            report = self.c.aggregator.report(test_dl, self.device)
+        metrics = self._finish(test, history, best_epoch, time.time() - started, report)
+        self._figures()
+        return metrics
+
+    # ----------------------------------------------------------------- helpers
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
+        )
+
+    def _start_log(self) -> None:
+        handler = logging.FileHandler(self.out / "run.log", mode="w", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        for h in list(log.handlers):
+            if isinstance(h, logging.FileHandler):
+                log.removeHandler(h)
+                h.close()
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+    def _write_history(self, history: list[dict[str, Any]]) -> None:
+        keys = list(dict.fromkeys(k for row in history for k in row))
+        outputs.write_csv(self.out / "history.csv", keys, [[row.get(k, "") for k in keys]
+                                                           for row in history])
+
+    def _finish(self, test: dict[str, Any], history: list[dict[str, Any]], best_epoch: int,
+                seconds: float, report: dict[str, Any]) -> dict[str, Any]:
+        info = self.c.dataset.info
+        cols = zip(test["index"], test["label"], test["prob"], test["pred"], strict=True)
+        rows = [[int(i), int(lab), f"{p:.6f}", int(pr)] for i, lab, p, pr in cols]
+        outputs.write_csv(self.out / "predictions.csv", ["id", "label", "prob_positive", "pred"],
+                          rows)
+        best = history[best_epoch - 1]
+        families = ("dataset", "backbone", "explainer", "aggregator", "loss")
+        metrics = {
+            "test": {k: v for k, v in test["metrics"].items() if k != "loss"},
+            "explanation": test.get("explanation", {}),
+            "validation": {"best_epoch": best_epoch,
+                           "select_metric": self.recipe.train.select_metric,
+                           **{k[4:]: v for k, v in best.items() if k.startswith("val_")}},
+            "data": {"name": info.name, "synthetic": info.synthetic, "splits": info.splits,
+                     "num_annotators": info.num_annotators, **info.details},
+            "run": {"seed": self.recipe.seed, "device": str(self.device),
+                    "seconds": round(seconds, 1), "esx_version": __version__,
+                    "torch_version": torch.__version__, "recipe": self.source,
+                    "components": {f: self.recipe.component(f).name for f in families}},
+        }
+        if report:
+            metrics["aggregator"] = report
+        outputs.write_json(self.out / "metrics.json", metrics)
+        log.info("test %s", metrics["test"])
+        return metrics
+
+    def _figures(self) -> None:
+        n = self.recipe.eval.overlays
+        if n <= 0:
+            return
+        from esx.figures import overlays
+
+        ds = self.c.dataset.split("test")
+        pos = [i for i in range(len(ds)) if ds[i].label > 0][: (n + 1) // 2]
+        neg = [i for i in range(len(ds)) if ds[i].label == 0][: n // 2]
+        samples = [ds[i] for i in pos + neg]
+        if not samples:
+            return
+        batch = collate(samples).to(self.device)
+        self.c.backbone.eval()
+        with torch.no_grad():
+            pred = self.c.backbone(batch.image).argmax(1)
+        maps = self.c.eval_explainer.explain(self.c.backbone, batch.image, pred).detach()
+        overlays(self.out / "overlays.png", batch, maps.cpu(), pred.cpu())
+        self.c.aggregator.figures(self.out, batch)

@@ -1,0 +1,142 @@
+"""MAGI: multi-annotation generation for explanation supervision (Zhang et al., ICCV 2023).
+
+A VAE-style generator learns one embedding per annotator slot and produces,
+for every image, the mask each of the U annotators would draw — missing
+annotations included. Observed masks carry no annotator identity, so each
+image's observed masks are aligned to the generated ones by an exact linear
+assignment (no gradient). The generation loss is the aligned L1 plus β times
+the KL terms of the image and annotation latents. The explanation targets are
+either the U generated masks weighted by learned annotator weights w =
+softmax(ω) (the paper's Eq. 13, ``targets: weighted``) or the vote of the
+generated masks (the paper's Table 1 setting, ``targets: consensus``).
+
+Our choices where the paper is silent (each a recipe option):
+
+- ``detach_targets: true`` — the explanation loss does not push gradients into
+  the generator. Otherwise the generator can lower L_exp by drawing whatever
+  the classifier already looks at, which defeats supervision (the same
+  co-adaptation the RES-L imputation has); ω still learns from L_exp.
+- L_gen is averaged over annotated images rather than summed, so λ_gen does
+  not scale with the batch size.
+- T, the aggregated annotation fed to Enc_T, is the vote of the valid masks.
+- The decoder has a skip path from the image and T (see :mod:`esx_magi.model`).
+- ``warmup_steps``: for the first steps the generator trains but supervises
+  nothing (zero target weight), so the classifier never learns from an
+  untrained generator's masks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor
+
+from esx.errors import DataError
+from esx.interfaces import Aggregator, AggregatorOutput, BuildContext, Params
+from esx.masks import vote
+from esx.types import Batch, Targets
+from esx_magi.alignment import MAX_ANNOTATORS, align
+from esx_magi.model import Generator, resize
+
+
+class MagiParams(Params):
+    gen_size: int = Field(56, ge=8, description="generation resolution R (masks are R x R)")
+    z_image: int = Field(16, ge=1)
+    z_annotation: int = Field(16, ge=1)
+    z_annotator: int = Field(8, ge=1, description="size of each annotator embedding c_u")
+    width: int = Field(16, ge=4, description="channels of the generator's convolutions")
+    beta: float = Field(0.01, ge=0, description="weight of the KL terms in L_gen")
+    targets: Literal["consensus", "weighted"] = Field(
+        "consensus", description="vote of generated masks (Table 1) or Eq. 13 weighted masks"
+    )
+    detach_targets: bool = Field(True, description="keep L_exp gradients out of the generator")
+    warmup_steps: int = Field(0, ge=0, description="steps before the generated masks supervise")
+
+
+class Magi(Aggregator):
+    """Targets ``(B, 1, H, W)`` (consensus) or ``(B, U, H, W)`` with weights w (weighted)."""
+
+    Params = MagiParams
+
+    def __init__(self, params: MagiParams, context: BuildContext) -> None:
+        super().__init__(params, context)
+        u = context.data.num_annotators
+        if u > MAX_ANNOTATORS:
+            raise DataError(f"aggregator 'magi' supports up to {MAX_ANNOTATORS} annotators; "
+                            f"dataset {context.data.name!r} has {u}")
+        self.generator = Generator(context.data.in_chans, u, params.z_image, params.z_annotation,
+                                   params.z_annotator, params.width)
+        self.omega = torch.nn.Parameter(torch.zeros(u))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @property
+    def weights(self) -> Tensor:
+        """``(U,)`` learned annotator weights, summing to 1."""
+        return self.omega.softmax(0)
+
+    def generate(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """Generated mask probabilities ``(B, U, R, R)``, KL ``(B,)``, observed ``(B, U, R, R)``."""
+        r = self.params.gen_size
+        observed = resize(batch.masks, r)
+        t = resize(vote(batch.masks, batch.mask_valid), r)
+        logits, kl = self.generator(resize(batch.image, r), t)
+        return logits.sigmoid(), kl, observed
+
+    def forward(self, batch: Batch) -> AggregatorOutput:
+        probs, kl, observed = self.generate(batch)
+        annotated = batch.annotated
+        # cost[b, v, u] = mean |E_v - Ê_u|
+        cost = (observed[:, :, None] - probs[:, None]).abs().mean(dim=(-2, -1))
+        assign = align(cost, batch.mask_valid)  # (B, V)
+        matched = cost.gather(2, assign[..., None])[..., 0] * batch.mask_valid
+        n = annotated.sum().clamp_min(1)
+        l1 = matched.sum(dim=1)[annotated].sum() / n
+        kl_term = kl[annotated].sum() / n
+        loss = l1 + self.params.beta * kl_term
+        if self.training:
+            self.steps += 1
+        targets = self._targets(probs, batch)
+        logs = {"gen_l1": float(l1.detach()), "gen_kl": float(kl_term.detach())}
+        return AggregatorOutput(targets=targets, loss=loss, logs=logs)
+
+    def _targets(self, probs: Tensor, batch: Batch) -> Targets:
+        size = batch.masks.shape[-2:]
+        src = probs.detach() if self.params.detach_targets else probs
+        rows = batch.annotated.to(probs.dtype)
+        if self.training and int(self.steps) <= self.params.warmup_steps:
+            rows = torch.zeros_like(rows)
+        if self.params.targets == "consensus":
+            hard = (src > 0.5).to(src.dtype)
+            # straight-through so gradients can reach the generator when not detached
+            soft = hard + src - src.detach()
+            masks = vote(soft, torch.ones_like(batch.mask_valid)) if self.params.detach_targets \
+                else _soft_vote(soft)
+            masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+            return Targets(masks=masks.clamp(0, 1), weights=rows[:, None])
+        masks = F.interpolate(src, size=size, mode="bilinear", align_corners=False)
+        weights = rows[:, None] * self.weights[None]
+        return Targets(masks=masks.clamp(0, 1), weights=weights)
+
+    def report(self, loader: Any, device: torch.device) -> dict[str, Any]:
+        if loader is None:
+            return {}
+        from esx_magi.report import evaluate
+
+        return evaluate(self, loader, device)
+
+    def figures(self, out: Path, batch: Batch) -> None:
+        from esx_magi.figures import gallery, weights
+
+        gallery(self, batch, out / "magi_gallery.png")
+        weights(self, out / "magi_weights.png")
+
+
+def _soft_vote(masks: Tensor) -> Tensor:
+    """Differentiable vote: mean over annotators, hardened with a straight-through step."""
+    mean = masks.mean(dim=1, keepdim=True)
+    return (mean >= 0.5 - 1e-6).to(mean.dtype) + mean - mean.detach()
+

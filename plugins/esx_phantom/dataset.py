@@ -1,0 +1,183 @@
+"""The synthetic phantom: seeded LIDC-like slices with known truth and simulated annotators.
+
+- Positives hold a nodule (varied size, shape, contrast and margin); either
+  class may hold an elongated look-alike (vessel-like), so the shape, not the
+  presence of a bright blob, decides the class.
+- A spurious cue (a bright corner marker) appears with probability
+  ``cue.strength`` in positives and ``1 - cue.strength`` in negatives of the
+  ``cue.correlated_splits``; elsewhere with ``cue.p_uncorrelated`` regardless
+  of the label. By default only the training split is biased, so validation
+  and test measure what the model learned about the lesion.
+- U simulated annotators (:mod:`esx_phantom.annotators`) annotate positive
+  images, each with its own chance; every annotated image has at least one
+  mask; slot order is shuffled per image and the true annotator of each slot
+  is kept for evaluation only.
+
+Every sample is a pure function of ``(seed, split, index)``.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+
+from esx.data import Sample
+from esx.interfaces import DataInfo, Dataset, Params
+from esx.masks import as_tensor_mask
+from esx_phantom.annotators import AnnotatorSpec, annotate
+from esx_phantom.render import render
+
+# Pixel statistics of the rendered slices, used to standardise the images.
+_MEAN, _STD = 0.2, 0.15
+
+
+def _default_annotators() -> list[AnnotatorSpec]:
+    return [
+        AnnotatorSpec(kind="conservative"),
+        AnnotatorSpec(kind="aggressive"),
+        AnnotatorSpec(kind="boundary_noisy"),
+        AnnotatorSpec(kind="wrong_object"),
+    ]
+
+
+class CueSpec(Params):
+    strength: float = Field(0.9, ge=0, le=1, description="P(cue | positive) in biased splits")
+    correlated_splits: list[str] = Field(default_factory=lambda: ["train"])
+    p_uncorrelated: float = Field(0.5, ge=0, le=1, description="P(cue) in unbiased splits")
+    size: float = Field(12.0, gt=0, description="side of the marker, px at 224")
+    intensity: float = Field(0.6, ge=0, le=1)
+
+
+class PhantomParams(Params):
+    image_size: int = Field(224, ge=32, le=1024)
+    n_train: int = Field(100, ge=2)
+    n_val: int = Field(2400, ge=2)
+    n_test: int = Field(2400, ge=2)
+    positive_fraction: float = Field(0.5, gt=0, lt=1)
+    seed: int = Field(0, description="data seed, independent of the training seed")
+    lesion_radius: tuple[float, float] = Field((8.0, 16.0), description="px at 224")
+    lesion_contrast: tuple[float, float] = Field((0.35, 0.6))
+    lookalike_prob: float = Field(0.3, ge=0, le=1)
+    noise: float = Field(0.03, ge=0)
+    annotated_fraction: float = Field(1.0, ge=0, le=1, description="positives with any annotation")
+    annotators: list[AnnotatorSpec] = Field(default_factory=_default_annotators)
+    cue: CueSpec = Field(default_factory=CueSpec)
+    cache: bool = Field(True, description="keep generated samples in memory")
+
+    @field_validator("annotators")
+    @classmethod
+    def _some_annotators(cls, v: list[AnnotatorSpec]) -> list[AnnotatorSpec]:
+        if not v:
+            raise ValueError("at least one annotator is needed")
+        return v
+
+    @field_validator("lesion_radius", "lesion_contrast")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError(f"expected 0 < low <= high, got {list(v)}")
+        return v
+
+
+class PhantomSplit(torch.utils.data.Dataset):
+    """One split of the phantom; items are :class:`esx.data.Sample`."""
+
+    def __init__(self, params: PhantomParams, split: str, n: int) -> None:
+        self.p, self.split, self.n = params, split, n
+        self.code = zlib.crc32(split.encode())
+        rng = np.random.default_rng([params.seed, self.code, 0xC0FFEE])
+        self.labels = (rng.permutation(n) < round(n * params.positive_fraction)).astype(int)
+        self._cache: dict[int, Sample] = {}
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Sample:
+        if i < 0 or i >= self.n:
+            raise IndexError(i)
+        if i in self._cache:
+            return self._cache[i]
+        s = self.make(i)
+        if self.p.cache:
+            self._cache[i] = s
+        return s
+
+    def make(self, i: int) -> Sample:
+        p = self.p
+        rng = np.random.default_rng([p.seed, self.code, i])
+        positive = bool(self.labels[i])
+        if self.split in p.cue.correlated_splits:
+            p_cue = p.cue.strength if positive else 1 - p.cue.strength
+        else:
+            p_cue = p.cue.p_uncorrelated
+        sl = render(
+            rng, p.image_size, positive=positive, lookalike=rng.random() < p.lookalike_prob,
+            cue=rng.random() < p_cue, lesion_radius=p.lesion_radius,
+            lesion_contrast=p.lesion_contrast, cue_size=p.cue.size,
+            cue_intensity=p.cue.intensity, noise=p.noise,
+        )
+        u = len(p.annotators)
+        masks = np.zeros((u, p.image_size, p.image_size), bool)
+        every = np.zeros_like(masks)
+        who = np.full(u, -1)
+        if positive and rng.random() < p.annotated_fraction:
+            drawn = [a for a in range(u) if rng.random() < p.annotators[a].p_annotate]
+            if not drawn:
+                drawn = [int(rng.integers(u))]
+            # Every annotator draws; the ones who "did not annotate" stay hidden
+            # (kept for evaluating imputation only).
+            every = np.stack([annotate(spec, sl, rng) for spec in p.annotators])
+            slots = rng.permutation(u)[: len(drawn)]
+            for slot, a in zip(slots, drawn, strict=True):
+                masks[slot] = every[a]
+                who[slot] = a
+        image = (torch.from_numpy(sl.image)[None] - _MEAN) / _STD
+        return Sample(
+            image=image,
+            label=int(positive),
+            masks=as_tensor_mask(masks),
+            mask_valid=torch.from_numpy(who >= 0),
+            index=i,
+            truth=as_tensor_mask(sl.lesion[None]),
+            annotator=torch.from_numpy(who).long(),
+            hidden=as_tensor_mask(every),
+        )
+
+
+class Phantom(Dataset):
+    """The built-in synthetic dataset (1-channel, binary: lesion vs none)."""
+
+    Params = PhantomParams
+
+    def __init__(self, params: PhantomParams, context_seed: int = 0) -> None:
+        super().__init__(params, context_seed)
+        self._splits: dict[str, PhantomSplit] = {}
+
+    @property
+    def info(self) -> DataInfo:
+        p = self.params
+        return DataInfo(
+            name="phantom",
+            synthetic=True,
+            in_chans=1,
+            num_classes=2,
+            image_size=(p.image_size, p.image_size),
+            num_annotators=len(p.annotators),
+            has_truth=True,
+            splits={"train": p.n_train, "val": p.n_val, "test": p.n_test},
+            details={
+                "annotators": [a.kind for a in p.annotators],
+                "cue_strength": p.cue.strength,
+                "cue_correlated_splits": list(p.cue.correlated_splits),
+                "data_seed": p.seed,
+            },
+        )
+
+    def split(self, name: str) -> PhantomSplit:
+        if name not in self._splits:
+            n = {"train": self.params.n_train, "val": self.params.n_val, "test": self.params.n_test}
+            self._splits[name] = PhantomSplit(self.params, name, n[name])
+        return self._splits[name]

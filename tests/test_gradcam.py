@@ -1,0 +1,87 @@
+"""The differentiable Grad-CAM: equal to Captum's LayerGradCam, and a training signal."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import LayerGradCam
+
+from esx.interfaces import BuildContext, DataInfo
+from esx.types import Targets
+from esx_gradcam.captum_gradcam import CaptumGradCam, CaptumParams, _Split
+from esx_gradcam.gradcam import GradCam, GradCamParams, gradcam, normalise
+from esx_losses.gradia import Gradia
+from esx_timm import TimmBackbone, TimmParams
+
+INFO = DataInfo("t", True, 1, 2, (64, 64), 3, True)
+CTX = BuildContext(INFO)
+
+
+def backbone(arch: str, size: int = 64) -> TimmBackbone:
+    torch.manual_seed(0)
+    return TimmBackbone(TimmParams(arch=arch, zero_init_last=False), CTX).eval()
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "test_resnet", "test_efficientnet"])
+def test_raw_map_equals_captum(arch):
+    bb = backbone(arch)
+    x = torch.randn(3, 1, 64, 64)
+    classes = torch.tensor([0, 1, 1])
+    split = _Split(bb)
+    ref = LayerGradCam(split, split.features).attribute(x, target=classes)[:, 0]
+    feats = bb.forward_features(x)
+    ours = gradcam(feats, bb.forward_head(feats), classes, create_graph=False, relu=False)
+    assert (ours - ref).abs().max().item() < 1e-5
+
+
+def test_explainer_equals_captum_explainer():
+    bb = backbone("resnet18")
+    x = torch.randn(2, 1, 64, 64)
+    c = torch.tensor([1, 0])
+    a = GradCam(GradCamParams(), CTX).explain(bb, x, c)
+    b = CaptumGradCam(CaptumParams(), CTX).explain(bb, x, c)
+    assert (a - b).abs().max().item() < 1e-5
+    assert a.min() >= 0 and a.max() <= 1
+
+
+def test_hand_computed_map():
+    """A 1-channel 2x2 activation with a linear head: alpha = w / (h*w)."""
+    feats = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]], requires_grad=True)
+    w = torch.tensor([[0.0], [2.0]])
+    logits = feats.mean(dim=(2, 3)) @ w.T
+    cam = gradcam(feats, logits, torch.tensor([1]), create_graph=False, relu=False)
+    assert torch.allclose(cam, torch.tensor([[[0.5, 1.0], [1.5, 2.0]]]))
+    assert torch.allclose(normalise(cam, 1e-6), torch.tensor([[[0, 1 / 3], [2 / 3, 1.0]]]),
+                          atol=1e-5)
+
+
+@pytest.mark.parametrize("create_graph", [True, False])
+def test_explanation_loss_alone_reaches_backbone(create_graph):
+    bb = backbone("test_resnet").train()
+    x = torch.randn(4, 1, 64, 64)
+    feats = bb.forward_features(x)
+    logits = bb.forward_head(feats)
+    expl = GradCam(GradCamParams(create_graph=create_graph), CTX)
+    maps = expl.explain(bb, x, torch.ones(4, dtype=torch.long), features=feats, logits=logits,
+                        create_graph=True)
+    target = Targets(masks=torch.zeros(4, 1, 64, 64).index_fill_(2, torch.arange(20), 1.0),
+                     weights=torch.ones(4, 1))
+    maps, target = expl.match(maps, target)
+    Gradia(Gradia.Params(), CTX)(maps, target).backward()
+    stem = next(bb.model.parameters()).grad  # the first conv's weight
+    assert stem is not None and stem.abs().sum() > 0
+    head = bb.model.get_classifier().weight.grad
+    # Through alpha only when create_graph is on (the RES code's variant has it off).
+    assert (head is not None and head.abs().sum() > 0) == create_graph
+
+
+def test_match_resolutions():
+    expl = GradCam(GradCamParams(compare_at="map"), CTX)
+    maps = torch.rand(2, 4, 4)
+    masks = torch.zeros(2, 1, 16, 16)
+    masks[:, :, :4, :4] = 1  # exactly the top-left 4x4 block -> top-left cell
+    _, t = expl.match(maps, Targets(masks, torch.ones(2, 1)))
+    assert t.masks.shape == (2, 1, 4, 4) and t.masks[0, 0, 0, 0] == 1 and t.masks.sum() == 2
+    up = GradCam(GradCamParams(compare_at="mask"), CTX)
+    m2, t2 = up.match(maps, Targets(masks, torch.ones(2, 1)))
+    assert m2.shape == (2, 16, 16) and t2.masks.shape == (2, 1, 16, 16)

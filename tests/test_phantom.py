@@ -1,0 +1,98 @@
+"""The synthetic phantom: deterministic, with the annotator personalities it promises."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from esx.data import collate, validate_sample
+from esx_phantom.dataset import Phantom, PhantomParams
+
+
+def make(**kw) -> Phantom:
+    base = dict(image_size=96, n_train=24, n_val=8, n_test=8)
+    base.update(kw)
+    return Phantom(PhantomParams(**base))
+
+
+def test_deterministic_for_a_seed():
+    a, b = make().split("train"), make(cache=False).split("train")
+    for i in (0, 5, 17):
+        sa, sb = a[i], b[i]
+        assert torch.equal(sa.image, sb.image) and torch.equal(sa.masks, sb.masks)
+        assert torch.equal(sa.annotator, sb.annotator)
+    c = make(seed=1).split("train")
+    assert not torch.equal(a[0].image, c[0].image)
+
+
+def test_samples_valid_and_balanced():
+    ds = make().split("train")
+    labels = [ds[i].label for i in range(len(ds))]
+    assert sum(labels) == 12
+    for i in range(len(ds)):
+        s = ds[i]
+        validate_sample(s, f"train[{i}]")
+        if s.label == 1:
+            assert s.mask_valid.any() and s.truth.any()
+            assert set(s.annotator[s.mask_valid].tolist()) <= {0, 1, 2, 3}
+            assert (s.annotator[~s.mask_valid] == -1).all()
+            assert (s.masks[~s.mask_valid] == 0).all()
+        else:
+            assert not s.mask_valid.any() and not s.truth.any()
+    batch = collate([ds[i] for i in range(8)])
+    assert batch.masks.shape == (8, 4, 96, 96) and batch.truth.shape == (8, 1, 96, 96)
+
+
+def test_slots_are_shuffled_and_some_missing():
+    ds = make(n_train=80).split("train")
+    first_slot_owner = set()
+    missing = 0
+    for i in range(len(ds)):
+        s = ds[i]
+        if s.label == 1:
+            first_slot_owner.add(int(s.annotator[0]))
+            missing += int((~s.mask_valid).sum())
+    assert len(first_slot_owner) >= 3  # slot 0 is not always the same annotator
+    assert missing > 0
+
+
+def _area_ratio(kind: str) -> float:
+    p = PhantomParams(image_size=128, n_train=60, n_val=2, n_test=2,
+                      annotators=[{"kind": kind, "p_annotate": 1.0}])
+    ds = Phantom(p).split("train")
+    ratios = [ds[i].masks[0].sum().item() / ds[i].truth.sum().item()
+              for i in range(len(ds)) if ds[i].label == 1]
+    return float(np.mean(ratios))
+
+
+def test_conservative_smaller_aggressive_larger():
+    assert _area_ratio("conservative") < 0.8
+    assert _area_ratio("aggressive") > 1.3
+    assert 0.7 < _area_ratio("accurate") < 1.3
+    assert _area_ratio("tiny") < 0.3
+
+
+def test_wrong_object_marks_something_else():
+    p = PhantomParams(image_size=96, n_train=60, n_val=2, n_test=2, lookalike_prob=1.0,
+                      annotators=[{"kind": "wrong_object", "p_annotate": 1.0, "strength": 2.0}])
+    ds = Phantom(p).split("train")
+    overlaps = [(ds[i].masks[0] * ds[i].truth[0]).sum().item()
+                for i in range(len(ds)) if ds[i].label == 1]
+    assert np.mean([o == 0 for o in overlaps]) > 0.8
+
+
+@pytest.mark.parametrize("split, expect_corr", [("train", True), ("test", False)])
+def test_cue_correlates_only_in_training(split, expect_corr):
+    p = PhantomParams(image_size=64, n_train=200, n_val=2, n_test=200)
+    ds = Phantom(p).split(split)
+    corner = []
+    for i in range(len(ds)):
+        img = ds[i].image[0]
+        # the marker is the brightest square in a corner region outside the body
+        regions = [img[:12, :12], img[:12, -12:], img[-12:, :12], img[-12:, -12:]]
+        corner.append(max(r.max().item() for r in regions) > 2.0)
+    labels = np.array([ds[i].label for i in range(len(ds))])
+    corner = np.array(corner)
+    gap = corner[labels == 1].mean() - corner[labels == 0].mean()
+    assert (gap > 0.6) if expect_corr else (abs(gap) < 0.2)
