@@ -151,6 +151,11 @@ class Aggregator(nn.Module, Component):
     def forward(self, batch: Batch) -> AggregatorOutput:
         raise NotImplementedError
 
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups; override to give the aggregator its own rate."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params, "lr": lr}] if params else []
+
     def report(self, loader: Any, device: torch.device) -> dict[str, Any]:
         """Optional evaluation of the aggregator on the test split, after training.
 

@@ -118,10 +118,11 @@ class Trainer:
         self.device = choose_device(recipe.device)
         seed_everything(recipe.seed)
         self.c = build(recipe, registry, self.device)
-        params = [p for m in (self.c.backbone, self.c.aggregator, self.c.loss)
-                  for p in m.parameters() if p.requires_grad]
         t = recipe.train
-        self.opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        groups = [{"params": [p for m in (self.c.backbone, self.c.loss) for p in m.parameters()
+                              if p.requires_grad], "lr": t.lr}]
+        groups += self.c.aggregator.param_groups(t.lr)
+        self.opt = torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
         self.step_no = 0
 
     # ---------------------------------------------------------------- training

@@ -113,3 +113,19 @@ def test_magi_run_writes_report_and_figures(tmp_path):
     assert {"weight", "area_vs_truth", "stands_for", "agreement"} <= set(m["annotators"][0])
     assert "l1_generated" in m["imputation"]
     assert (out / "magi_gallery.png").is_file() and (out / "magi_weights.png").is_file()
+
+
+def test_generator_has_its_own_learning_rate(registry, tiny_recipe, tmp_path):
+    from esx.recipe import validate_recipe
+    from esx.trainer import Trainer
+
+    tiny_recipe["aggregator"] = {"name": "magi", "params": {"lr": 0.005, "gen_size": 16}}
+    t = Trainer(validate_recipe(tiny_recipe, registry), registry, tmp_path)
+    lrs = {id(p): g["lr"] for g in t.opt.param_groups for p in g["params"]}
+    magi = t.c.aggregator
+    assert lrs[id(magi.generator.annotator)] == 0.005
+    assert lrs[id(magi.omega)] == tiny_recipe["train"]["lr"]
+    assert lrs[id(next(t.c.backbone.parameters()))] == tiny_recipe["train"]["lr"]
+    n_opt = sum(len(g["params"]) for g in t.opt.param_groups)
+    n_all = sum(1 for m in (t.c.backbone, magi, t.c.loss) for _ in m.parameters())
+    assert n_opt == n_all

@@ -18,7 +18,7 @@ from conftest import ROOT
 BUILTINS = {
     "backbone": {"timm"},
     "explainer": {"gradcam", "captum_gradcam"},
-    "aggregator": {"consensus", "oracle"},
+    "aggregator": {"consensus", "oracle", "magi"},
     "loss": {"none", "gradia"},
     "dataset": {"phantom"},
 }
@@ -48,8 +48,8 @@ def test_cli_plugins_json(registry):
         assert names <= set(listed)
         for n in names:
             assert listed[n]["package"] == "esx"
-            assert listed[n]["plugin"].startswith(("timm", "gradcam", "aggregators", "losses",
-                                                   "phantom"))
+            assert listed[n]["plugin"] in {"timm", "gradcam", "aggregators", "losses",
+                                           "phantom", "magi"}
 
 
 def _plugin(name: str, component: str) -> types.SimpleNamespace:

@@ -20,6 +20,9 @@ Our choices where the paper is silent (each a recipe option):
   not scale with the batch size.
 - T, the aggregated annotation fed to Enc_T, is the vote of the valid masks.
 - The decoder has a skip path from the image and T (see :mod:`esx_magi.model`).
+- ``lr``: the generator learns at its own rate (default 1e-3): a 30-epoch run
+  of 100 images is ~200 steps, too few for a from-scratch generator at the
+  classifier's 1e-4; ω keeps ``train.lr``.
 - ``warmup_steps``: for the first steps the generator trains but supervises
   nothing (zero target weight), so the classifier never learns from an
   untrained generator's masks.
@@ -55,6 +58,7 @@ class MagiParams(Params):
     )
     detach_targets: bool = Field(True, description="keep L_exp gradients out of the generator")
     warmup_steps: int = Field(0, ge=0, description="steps before the generated masks supervise")
+    lr: float | None = Field(1e-3, gt=0, description="generator learning rate; null = train.lr")
 
 
 class Magi(Aggregator):
@@ -72,6 +76,11 @@ class Magi(Aggregator):
                                    params.z_annotator, params.width)
         self.omega = torch.nn.Parameter(torch.zeros(u))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        own = self.params.lr if self.params.lr is not None else lr
+        return [{"params": list(self.generator.parameters()), "lr": own},
+                {"params": [self.omega], "lr": lr}]
 
     @property
     def weights(self) -> Tensor:
