@@ -61,6 +61,8 @@ def run(
     except KeyboardInterrupt:
         _fail(KeyboardInterrupt("interrupted; finished epochs are saved in the run folder"), 130)
     console.print(_results_table(metrics))
+    for table in _report_tables(metrics.get("aggregator", {})):
+        console.print(table)
     console.print(f"run folder: [bold]{out}[/]")
 
 
@@ -74,6 +76,46 @@ def _results_table(metrics: dict) -> Table:
         if k in metrics.get("explanation", {}):
             table.add_row(f"explanation {k}", f"{metrics['explanation'][k]:.4f}")
     return table
+
+
+def _cell(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "-" if v is None else str(v)
+
+
+def _report_tables(report: dict) -> list[Table]:
+    """Tables of an aggregator's report: each list of records, each dict of dicts."""
+    tables = []
+    for name, value in report.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            table = Table(title=f"aggregator: {name}")
+            for col in value[0]:
+                table.add_column(col)
+            for row in value:
+                table.add_row(*(_cell(row.get(c)) for c in value[0]))
+            tables.append(table)
+        elif isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
+            rows = {k: v for k, v in value.items() if isinstance(v, dict)
+                    and all(isinstance(x, int | float) for x in v.values())}
+            if not rows:
+                continue
+            cols = list(dict.fromkeys(c for v in rows.values() for c in v))
+            table = Table(title=f"aggregator: {name}")
+            table.add_column("")
+            for c in cols:
+                table.add_column(c)
+            for k, v in rows.items():
+                table.add_row(k, *(_cell(v.get(c)) for c in cols))
+            tables.append(table)
+        elif isinstance(value, dict) and value:
+            table = Table(title=f"aggregator: {name}")
+            table.add_column("")
+            table.add_column("value")
+            for k, v in value.items():
+                table.add_row(k, _cell(v))
+            tables.append(table)
+    return tables
 
 
 @app.command()

@@ -97,3 +97,46 @@ def test_core_names_no_builtin_method():
             if re.search(words, line, re.IGNORECASE):
                 hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
     assert hits == []
+
+
+class _EP:
+    def __init__(self, name: str, dist: str) -> None:
+        self.name = name
+        self.dist = types.SimpleNamespace(name=dist)
+
+
+@pytest.mark.parametrize(
+    "only, no_auto, expected",
+    [
+        (None, False, {"timm", "third", "other"}),
+        (None, True, {"timm"}),
+        ({"third"}, False, {"timm", "third"}),
+        ({"esx-other"}, False, {"timm", "other"}),
+    ],
+)
+def test_entry_point_selection(only, no_auto, expected):
+    from esx.plugins import _selected
+
+    eps = [_EP("timm", "esx"), _EP("third", "esx-third"), _EP("other", "esx-other")]
+    assert {e.name for e in eps if _selected(e, only, no_auto)} == expected
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from esx.interfaces import BuildContext, DataInfo
+    from esx_timm import TimmBackbone, TimmParams
+
+    ctx = BuildContext(DataInfo("t", True, 1, 2, (32, 32), 1, True))
+    src = timm.create_model("test_resnet", num_classes=2, in_chans=1)
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
+    bb = TimmBackbone(TimmParams(arch="test_resnet", weights=str(path)), ctx)
+    # timm keeps the feature weights and re-initialises the classifier head, as
+    # for ImageNet checkpoints of another class count
+    head = {f"{bb.model.default_cfg['classifier']}.{p}" for p in ("weight", "bias")}
+    for k, v in src.state_dict().items():
+        if k not in head:
+            assert torch.equal(bb.model.state_dict()[k], v), k

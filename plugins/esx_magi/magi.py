@@ -75,6 +75,8 @@ class Magi(Aggregator):
         self.generator = Generator(context.data.in_chans, u, params.z_image, params.z_annotation,
                                    params.z_annotator, params.width)
         self.omega = torch.nn.Parameter(torch.zeros(u))
+        # Names of the simulated annotators, when the dataset knows them (reports only).
+        self.annotator_names = list(context.data.details.get("annotators", []))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:

@@ -113,10 +113,15 @@ def evaluate(magi: Any, loader: Any, device: torch.device) -> dict[str, Any]:
     stands_for = counts.argmax(1)
     total = counts.sum(1).clamp_min(1)
     weights = magi.weights.detach().cpu()
+    names = getattr(magi, "annotator_names", [])
+
+    def name(a: int) -> str | int:
+        return f"{a}:{names[a]}" if a < len(names) else a
+
     out["annotators"] = [
         {"slot": s, "weight": float(weights[s]),
          "area_vs_truth": float(area[s] / max(n_images, 1)),
-         "stands_for": int(stands_for[s]) if counts[s].sum() else None,
+         "stands_for": name(int(stands_for[s])) if counts[s].sum() else None,
          "agreement": float(counts[s, stands_for[s]] / total[s]) if counts[s].sum() else None,
          "alignments": int(counts[s].sum())}
         for s in range(u)

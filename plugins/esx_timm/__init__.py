@@ -3,7 +3,9 @@
 The model is split at its ``forward_features`` output, the feature map the
 classifier pools, which is where Grad-CAM reads. Weights never come from the
 network: ``weights`` names a local file (timm checkpoint or safetensors) or
-stays null for random initialisation.
+stays null for random initialisation. As with timm's pretrained weights, the
+stem is adapted to ``in_chans`` (RGB kernels summed for 1 channel) and the
+classifier head is re-initialised for the dataset's classes.
 """
 
 from __future__ import annotations
