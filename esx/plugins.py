@@ -80,6 +80,12 @@ class Registry:
                 f"(package {have.package}) and by plugin {plugin!r} (package {package}); "
                 "rename one of them or uninstall one plugin"
             )
+        base = _bases()[family]
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise PluginLoadError(
+                f"plugin {plugin!r} (package {package}) registered {cls!r} as {family} {name!r}, "
+                f"but a {family} must be a subclass of esx.interfaces.{base.__name__}"
+            )
         cls.component_name = name
         self.entries[family][name] = Entry(family, name, cls, plugin, package)
 
@@ -96,6 +102,13 @@ class Registry:
             "plugins": self.plugins,
             "broken": self.broken,
         }
+
+
+def _bases() -> dict[str, type]:
+    from esx import interfaces as i
+
+    return {"backbone": i.Backbone, "explainer": i.Explainer, "aggregator": i.Aggregator,
+            "loss": i.Loss, "dataset": i.Dataset}
 
 
 def _selected(ep: Any, only: set[str] | None, no_autoload: bool) -> bool:
@@ -151,15 +164,16 @@ def build_registry(modules: list[ModuleType | Any] | None = None) -> Registry:
             {"plugin": plugin_name, "package": packages.get(plugin_name, "?"), "module": module}
         )
     for family, hook in FAMILIES.items():
-        # pluggy calls the last-registered first; register in load order instead.
-        for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+        # get_hookimpls() lists implementations in load order: the first plugin
+        # to register a name keeps it.
+        for impl in getattr(pm.hook, hook).get_hookimpls():
             plugin_name = impl.plugin_name
             package = packages.get(plugin_name, "?")
             try:
                 impl.function(
                     lambda n, c, f=family, p=plugin_name, k=package: reg.add(f, n, c, p, k)
                 )
-            except DuplicateComponentError as exc:
+            except (DuplicateComponentError, PluginLoadError) as exc:
                 reg.broken.append({"plugin": plugin_name, "package": package, "error": str(exc)})
             except Exception as exc:
                 reg.broken.append(

@@ -53,9 +53,11 @@ def test_cli_plugins_json(registry):
 
 
 def _plugin(name: str, component: str) -> types.SimpleNamespace:
+    from esx.interfaces import Aggregator
+
     @esx.hookimpl
     def register_aggregators(register):
-        register(component, type(component, (), {}))
+        register(component, type(component, (Aggregator,), {}))
 
     mod = types.ModuleType(name)
     mod.register_aggregators = register_aggregators
@@ -75,6 +77,18 @@ def test_unknown_name_lists_known_and_closest(registry):
         registry.get("aggregator", "consensos")
     msg = str(exc.value)
     assert "consensus" in msg and "oracle" in msg and "Did you mean 'consensus'" in msg
+
+
+def test_registering_a_non_component_is_reported():
+    @esx.hookimpl
+    def register_losses(register):
+        register("bad", object)
+
+    mod = types.ModuleType("badpkg")
+    mod.register_losses = register_losses
+    reg = build_registry([mod])
+    assert "subclass of esx.interfaces.Loss" in reg.broken[0]["error"]
+    assert "badpkg" in reg.broken[0]["error"]
 
 
 def test_hook_with_no_spec_is_rejected():
@@ -140,3 +154,43 @@ def test_local_weights_file_is_loaded(tmp_path):
     for k, v in src.state_dict().items():
         if k not in head:
             assert torch.equal(bb.model.state_dict()[k], v), k
+
+
+def _fake_distribution(root: Path, dist: str, ep_name: str, module: str, code: str) -> None:
+    """A minimal installed distribution with one `esx` entry point, on ``root``."""
+    (root / f"{module}.py").write_text(code)
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[esx]\n{ep_name} = {module}\n")
+
+
+def _esx(args: list[str], pythonpath: Path) -> "subprocess.CompletedProcess[str]":
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESX_")}
+    env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run([sys.executable, "-m", "esx", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_broken_plugins_are_reported_and_esx_still_starts(tmp_path):
+    _fake_distribution(tmp_path, "esx-broken", "broken", "esx_broken_mod",
+                       "raise ImportError('needs a library that is not installed')\n")
+    _fake_distribution(tmp_path, "esx-dup", "dup", "esx_dup_mod",
+                       "import esx\n\n@esx.hookimpl\ndef register_aggregators(register):\n"
+                       "    from esx_aggregators import Consensus\n"
+                       "    register('consensus', Consensus)\n")
+    res = _esx(["plugins", "--json"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    broken = {b["package"]: b["error"] for b in data["broken"]}
+    assert "needs a library" in broken["esx-broken"]
+    assert "registered twice" in broken["esx-dup"] and "esx-dup" in broken["esx-dup"]
+    assert {e["name"] for e in data["components"]["aggregator"]} >= {"consensus", "oracle"}
+    table = _esx(["plugins"], tmp_path)
+    assert "broken plugin broken (esx-broken)" in table.stdout
+    ok = _esx(["validate", str(ROOT / "recipes" / "smoke.yaml")], tmp_path)
+    assert ok.returncode == 0, ok.stderr

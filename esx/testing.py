@@ -1,0 +1,197 @@
+"""Helpers for plugin authors' tests: a tiny batch and contract checks per family.
+
+    from esx.testing import check_aggregator, check_loss, tiny_batch
+
+    def test_my_aggregator():
+        check_aggregator(MyAggregator)           # shapes, ranges, weights, with every loss
+
+Each ``check_*`` builds the component with its default ``Params`` (or the
+``params`` you pass), exercises it on tiny data and raises ``AssertionError``
+with a message saying which rule was broken.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from esx.interfaces import (
+    Aggregator,
+    AggregatorOutput,
+    Backbone,
+    BuildContext,
+    DataInfo,
+    Dataset,
+    Explainer,
+    Loss,
+)
+from esx.plugins import Registry, build_registry
+from esx.types import Batch, Targets
+
+__all__ = [
+    "check_aggregator", "check_backbone", "check_dataset", "check_explainer", "check_loss",
+    "context", "tiny_batch",
+]
+
+
+def context(annotators: int = 3, size: int = 32, in_chans: int = 1,
+            has_truth: bool = True) -> BuildContext:
+    """A :class:`BuildContext` for tiny synthetic data."""
+    info = DataInfo("tiny", True, in_chans, 2, (size, size), annotators, has_truth,
+                    details={"annotators": [f"a{i}" for i in range(annotators)]})
+    return BuildContext(info)
+
+
+def tiny_batch(b: int = 4, annotators: int = 3, size: int = 32, in_chans: int = 1,
+               seed: int = 0) -> Batch:
+    """Half positive; positives have 1..U valid random masks, negatives none; a true mask."""
+    g = torch.Generator().manual_seed(seed)
+    label = torch.arange(b) % 2
+    valid = (torch.rand(b, annotators, generator=g) > 0.4) & label.bool()[:, None]
+    valid[:, 0] |= label.bool()
+    masks = (torch.rand(b, annotators, size, size, generator=g) > 0.6).float()
+    masks = masks * valid[..., None, None]
+    truth = torch.zeros(b, 1, size, size)
+    truth[:, :, size // 4 : size // 2, size // 4 : size // 2] = 1
+    truth *= label[:, None, None, None]
+    return Batch(image=torch.randn(b, in_chans, size, size, generator=g), label=label,
+                 masks=masks, mask_valid=valid, truth=truth, index=torch.arange(b),
+                 annotator=torch.where(valid, torch.arange(annotators).expand(b, -1), -1))
+
+
+def _build(cls: Any, params: dict | None, ctx: BuildContext) -> Any:
+    return cls(cls.Params.model_validate(params or {}), ctx)
+
+
+def _finite(x: Tensor, what: str) -> None:
+    assert torch.isfinite(x).all(), f"{what} holds NaN or Inf"
+
+
+def check_targets(t: Targets, batch: Batch) -> None:
+    """The rules every aggregator's :class:`Targets` keep."""
+    b, _, h, w = batch.masks.shape
+    assert t.masks.ndim == 4 and t.masks.shape[0] == b and t.masks.shape[-2:] == (h, w), \
+        f"targets.masks must be (B, K, {h}, {w}), got {tuple(t.masks.shape)}"
+    assert t.weights.shape == t.masks.shape[:2], "targets.weights must be (B, K)"
+    _finite(t.masks, "targets.masks")
+    assert t.masks.min() >= 0 and t.masks.max() <= 1, "targets.masks must lie in [0, 1]"
+    assert (t.weights >= 0).all(), "targets.weights must be non-negative"
+    sums = t.weights.sum(1)
+    sup = sums > 0
+    assert torch.allclose(sums[sup], torch.ones_like(sums[sup]), atol=1e-5), \
+        "targets.weights must sum to 1 on supervised rows"
+    assert not sup[~batch.annotated].any(), "an image with no valid mask must not be supervised"
+
+
+def check_aggregator(cls: type[Aggregator], params: dict | None = None,
+                     registry: Registry | None = None) -> None:
+    """Shapes, ranges and weights of the targets; its loss (if any) backpropagates; and it
+    trains with every registered loss through a differentiable map."""
+    ctx = context()
+    agg = _build(cls, params, ctx).train()
+    batch = tiny_batch()
+    out = agg(batch)
+    assert isinstance(out, AggregatorOutput), "forward must return an AggregatorOutput"
+    check_targets(out.targets, batch)
+    if out.loss is not None:
+        _finite(out.loss, "the aggregator's loss")
+        assert out.loss.ndim == 0, "the aggregator's loss must be a scalar"
+        out.loss.backward()
+    registry = registry or build_registry()
+    for name in registry.names("loss"):
+        loss = _build(registry.get("loss", name), None, ctx)
+        maps = torch.rand(4, 8, 8, requires_grad=True)
+        t = _downsample(agg(batch).targets, 8)
+        rows = t.supervised
+        value = loss(maps[rows], t.select(rows))
+        _finite(value, f"loss {name!r} on these targets")
+        if loss.uses_explanation:
+            value.backward()
+            assert maps.grad is not None, f"loss {name!r} gives the map no gradient"
+
+
+def _downsample(t: Targets, size: int) -> Targets:
+    from esx.masks import area_downsample
+
+    return Targets(area_downsample(t.masks, (size, size)), t.weights)
+
+
+def check_loss(cls: type[Loss], params: dict | None = None) -> None:
+    """Scalar, finite, zero-ish for a perfect match is not required, but gradients must reach
+    the maps, and rows weigh by their target weights."""
+    ctx = context()
+    loss = _build(cls, params, ctx)
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(3, 8, 8, generator=g, requires_grad=True)
+    masks = (torch.rand(3, 2, 8, 8, generator=g) > 0.5).float()
+    t = Targets(masks, torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]))
+    value = loss(maps, t)
+    assert value.ndim == 0, "a loss must return a scalar"
+    _finite(value, "the loss")
+    if loss.uses_explanation:
+        value.backward()
+        assert maps.grad is not None and maps.grad.abs().sum() > 0, \
+            "the loss must put gradients on the explanation maps"
+
+
+def check_explainer(cls: type[Explainer], params: dict | None = None,
+                    backbone: Backbone | None = None) -> None:
+    """Maps ``(B, h, w)`` in [0, 1]; a differentiable explainer's maps reach the backbone."""
+    ctx = context(size=64)
+    explainer = _build(cls, params, ctx)
+    if backbone is None:
+        from esx.plugins import registry as default_registry
+
+        backbone = _build(default_registry().get("backbone", "timm"),
+                          {"arch": "test_resnet", "zero_init_last": False}, ctx)
+    batch = tiny_batch(size=64)
+    maps = explainer.explain(backbone.eval(), batch.image, batch.label)
+    assert maps.ndim == 3 and maps.shape[0] == 4, f"maps must be (B, h, w), got {maps.shape}"
+    _finite(maps, "the maps")
+    assert maps.min() >= -1e-6 and maps.max() <= 1 + 1e-6, "maps must be normalised to [0, 1]"
+    if explainer.differentiable:
+        backbone.train()
+        feats = backbone.forward_features(batch.image)
+        logits = backbone.forward_head(feats)
+        maps = explainer.explain(backbone, batch.image, batch.label, features=feats,
+                                 logits=logits, create_graph=True)
+        maps.sum().backward()
+        grads = [p.grad for p in backbone.parameters() if p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), \
+            "a differentiable explainer's maps must carry gradients to the backbone"
+
+
+def check_backbone(cls: type[Backbone], params: dict | None = None) -> None:
+    """Features ``(B, K, h, w)``, logits ``(B, classes)``, every parameter gets a gradient."""
+    ctx = context(size=64)
+    bb = _build(cls, params, ctx).train()
+    x = torch.randn(2, 1, 64, 64)
+    feats = bb.forward_features(x)
+    assert feats.ndim == 4, f"forward_features must return (B, K, h, w), got {feats.shape}"
+    logits = bb.forward_head(feats)
+    assert logits.shape == (2, 2), f"forward_head must return (B, classes), got {logits.shape}"
+    logits.sum().backward()
+    missing = [n for n, p in bb.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"parameters without gradient: {missing[:5]}"
+
+
+def check_dataset(cls: type[Dataset], params: dict | None = None, items: int = 3) -> None:
+    """Info matches the samples; samples are valid; splits exist and collate."""
+    from esx.data import collate, validate_sample
+
+    ds = cls(cls.Params.model_validate(params or {}), 0)
+    info = ds.info
+    for split in ds.SPLITS:
+        data = ds.split(split)
+        n = min(items, len(data))
+        samples = [data[i] for i in range(n)]
+        for i, s in enumerate(samples):
+            validate_sample(s, f"{split}[{i}]")
+            assert s.image.shape[0] == info.in_chans, "image channels differ from info.in_chans"
+            assert tuple(s.image.shape[-2:]) == tuple(info.image_size), "size differs from info"
+            assert s.masks.shape[0] == info.num_annotators, "mask slots differ from info"
+            assert (s.truth is not None) == info.has_truth, "truth presence differs from info"
+        if samples:
+            collate(samples)
