@@ -40,7 +40,7 @@ class TrainSpec(_Strict):
     lambda_exp: float = Field(0.1, ge=0, description="weight of the explanation loss")
     lambda_gen: float = Field(0.1, ge=0, description="weight of the aggregator's own loss")
     select_metric: Literal["accuracy", "auc", "f1", "loss"] = Field(
-        "auc", description="validation metric that chooses the best checkpoint"
+        "accuracy", description="validation metric that chooses the best checkpoint"
     )
     num_workers: int = Field(0, ge=0)
     eval_batch_size: int = Field(64, ge=1)

@@ -36,3 +36,13 @@ def test_documented_examples_register_and_keep_the_contract(i):
              "explainer": testing.check_explainer, "backbone": testing.check_backbone,
              "dataset": testing.check_dataset}[family]
     check(cls)
+
+
+def test_contributing_aggregator_example_works():
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    mod = types.ModuleType("my_esx_union")
+    exec(compile(code, "CONTRIBUTING.md", "exec"), mod.__dict__)
+    reg = build_registry([mod])
+    assert reg.names("aggregator") == ["union"]
+    testing.check_aggregator(reg.get("aggregator", "union"), {"min_votes": 2})

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -165,11 +168,7 @@ def _fake_distribution(root: Path, dist: str, ep_name: str, module: str, code: s
     (info / "entry_points.txt").write_text(f"[esx]\n{ep_name} = {module}\n")
 
 
-def _esx(args: list[str], pythonpath: Path) -> "subprocess.CompletedProcess[str]":
-    import os
-    import subprocess
-    import sys
-
+def _esx(args: list[str], pythonpath: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESX_")}
     env["PYTHONPATH"] = str(pythonpath)
     return subprocess.run([sys.executable, "-m", "esx", *args], capture_output=True, text=True,

@@ -1,7 +1,8 @@
 """The example plugin's own tests, written with esx.testing."""
 
-from esx.testing import check_aggregator, check_loss
 from esx_plugin_example import SoftVote, SquaredError
+
+from esx.testing import check_aggregator, check_loss
 
 
 def test_soft_vote_contract():
