@@ -19,7 +19,7 @@ app = typer.Typer(
     help="Explanation-supervised training from noisy multi-annotator masks.",
 )
 
-RecipeArg = Annotated[Path, typer.Argument(help="recipe YAML file")]
+RecipeArg = Annotated[Path, typer.Argument(help="recipe YAML file")]  # required
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="override a recipe key, e.g. --set train.epochs=3 (repeatable)"),
@@ -34,12 +34,15 @@ def _fail(err: BaseException, code: int = 2) -> None:
 
 @app.command()
 def run(
-    recipe: RecipeArg,
+    recipe: Annotated[Path | None, typer.Argument(help="recipe YAML file")] = None,
     out: Annotated[
         Path | None, typer.Option(help="run folder (default: runs/<recipe>-<time>)")
     ] = None,
     set_: SetOpt = None,
     overwrite: Annotated[bool, typer.Option(help="reuse a non-empty run folder")] = False,
+    resume: Annotated[
+        Path | None, typer.Option(help="continue an interrupted run from its folder")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bars or tables")] = False,
 ) -> None:
     """Train and evaluate one recipe; write metrics, predictions, checkpoint and figures."""
@@ -51,15 +54,25 @@ def run(
     console = Console(quiet=quiet, soft_wrap=True)
     try:
         reg = registry()
-        r = load_recipe(recipe, reg, set_ or [])
-        out = out or Path("runs") / f"{recipe.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        prepare_run_dir(out, overwrite)
+        if resume is not None:
+            if recipe is not None or set_ or out is not None:
+                raise EsxError("--resume takes the run folder only: its recipe.yaml is reused")
+            out, recipe = resume, resume / "recipe.yaml"
+            r = load_recipe(recipe, reg)
+        elif recipe is None:
+            raise EsxError("give a recipe (esx run RECIPE) or a run folder (esx run --resume DIR)")
+        else:
+            r = load_recipe(recipe, reg, set_ or [])
+            out = out or Path("runs") / f"{recipe.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+            prepare_run_dir(out, overwrite)
         trainer = Trainer(r, reg, out, console, recipe_source=str(recipe))
-        metrics = trainer.run()
+        metrics = trainer.run(resume=resume is not None)
     except EsxError as err:
         _fail(err)
     except KeyboardInterrupt:
-        _fail(KeyboardInterrupt("interrupted; finished epochs are saved in the run folder"), 130)
+        _fail(KeyboardInterrupt(
+            f"interrupted. Finished epochs are saved in {out}; continue with: "
+            f"esx run --resume {out}"), 130)
     console.print(_results_table(metrics))
     for table in _report_tables(metrics.get("aggregator", {})):
         console.print(table)

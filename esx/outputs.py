@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save
 
 from esx.errors import EsxError
@@ -62,14 +63,21 @@ def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     write_text(path, buf.getvalue())
 
 
-def save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
-    """Save tensors as safetensors (loading it can never run code)."""
+def save_state(path: Path, state: dict[str, torch.Tensor],
+               metadata: dict[str, str] | None = None) -> None:
+    """Save tensors as safetensors (loading it can never run code), atomically."""
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-    _atomic(path, lambda f: f.write(save(flat)))
+    _atomic(path, lambda f: f.write(save(flat, metadata=metadata)))
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
+
+
+def load_state_with_meta(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and the string metadata of a safetensors file."""
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> Path:

@@ -15,6 +15,7 @@ explanation loss. The trainer knows no component by name.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -96,12 +97,12 @@ def build(recipe: Recipe, registry: Registry, device: torch.device) -> Component
     return Components(dataset, backbone, explainer, eval_explainer, aggregator, loss, ctx)
 
 
-def loader(ds: Any, batch_size: int, shuffle: bool, workers: int, seed: int) -> Any:
-    g = torch.Generator()
-    g.manual_seed(seed)
+def loader(ds: Any, batch_size: int, shuffle: torch.Generator | None, workers: int) -> Any:
+    """A DataLoader of :class:`Batch`; shuffled with ``shuffle`` when given."""
     return torch.utils.data.DataLoader(
-        ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=collate,
-        generator=g, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+        ds, batch_size=batch_size, shuffle=shuffle is not None, num_workers=workers,
+        collate_fn=collate, generator=shuffle, pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
     )
 
 
@@ -219,25 +220,36 @@ class Trainer:
             sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             mod.load_state_dict(sub)
 
-    def run(self) -> dict[str, Any]:
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Train, choose the checkpoint on validation, evaluate on test, write the run folder.
+
+        With ``resume``, continue from the folder's ``last.safetensors`` (written
+        at the end of every epoch); the result equals an uninterrupted run's.
+        """
         r, t, c = self.recipe, self.recipe.train, self.c
         info = c.dataset.info
-        outputs.write_text(self.out / "recipe.yaml", dump_recipe(r, self.registry))
-        self._start_log()
+        if not resume:
+            outputs.write_text(self.out / "recipe.yaml", dump_recipe(r, self.registry))
+        self._start_log(append=resume)
         if info.synthetic:
             self.console.print(
                 f"[bold yellow]Training on SYNTHETIC data ({info.name}), not real scans.[/]"
             )
         log.info("esx %s, device %s, data %s %s", __version__, self.device, info.name, info.splits)
-        train_dl = loader(c.dataset.split("train"), t.batch_size, True, t.num_workers, r.seed)
-        val_dl = loader(c.dataset.split("val"), t.eval_batch_size, False, t.num_workers, r.seed)
-        test_dl = loader(c.dataset.split("test"), t.eval_batch_size, False, t.num_workers, r.seed)
+        shuffle = torch.Generator().manual_seed(r.seed)
+        train_dl = loader(c.dataset.split("train"), t.batch_size, shuffle, t.num_workers)
+        val_dl = loader(c.dataset.split("val"), t.eval_batch_size, None, t.num_workers)
+        test_dl = loader(c.dataset.split("test"), t.eval_batch_size, None, t.num_workers)
         higher = t.select_metric != "loss"
-        best, best_epoch, history = -math.inf if higher else math.inf, 0, []
-        started = time.time()
+        state = {"epoch": 0, "best": -math.inf if higher else math.inf, "best_epoch": 0,
+                 "history": [], "seconds": 0.0}
+        if resume:
+            state = self._restore(shuffle)
+            log.info("resumed after epoch %d", state["epoch"])
+        started = time.time() - state["seconds"]
         with self._progress() as progress:
-            epochs = progress.add_task("epochs", total=t.epochs)
-            for epoch in range(1, t.epochs + 1):
+            epochs = progress.add_task("epochs", total=t.epochs, completed=state["epoch"])
+            for epoch in range(state["epoch"] + 1, t.epochs + 1):
                 sums: dict[str, float] = {}
                 bt = progress.add_task(f"epoch {epoch}", total=len(train_dl))
                 for batch in train_dl:
@@ -249,22 +261,67 @@ class Trainer:
                 val = self.predict(val_dl, progress, "validation")["metrics"]
                 row = {"epoch": epoch, **{f"train_{k}": v / len(train_dl) for k, v in sums.items()},
                        **{f"val_{k}": v for k, v in val.items()}}
-                history.append(row)
+                state["history"].append(row)
                 score = val[t.select_metric]
-                better = score > best if higher else score < best
-                if better or (epoch == 1 and not math.isfinite(best)):
-                    best, best_epoch = score, epoch
+                better = score > state["best"] if higher else score < state["best"]
+                if better or state["best_epoch"] == 0:
+                    state["best"], state["best_epoch"] = score, epoch
                     outputs.save_state(self.out / "best.safetensors", self.state())
                 log.info("epoch %d %s", epoch, " ".join(f"{k}={v:.4f}" for k, v in row.items()
                                                         if k != "epoch"))
-                self._write_history(history)
+                self._write_history(state["history"])
+                state["epoch"], state["seconds"] = epoch, time.time() - started
+                self._checkpoint(state, shuffle)
                 progress.advance(epochs)
             self.load(outputs.load_state(self.out / "best.safetensors"))
             test = self.predict(test_dl, progress, "test", maps=True)
             report = self.c.aggregator.report(test_dl, self.device)
-        metrics = self._finish(test, history, best_epoch, time.time() - started, report)
+        metrics = self._finish(test, state["history"], state["best_epoch"],
+                               time.time() - started, report)
         self._figures()
         return metrics
+
+    # ------------------------------------------------------------- checkpoints
+    def _checkpoint(self, state: dict[str, Any], shuffle: torch.Generator) -> None:
+        """Everything needed to continue after this epoch, in one atomic safetensors file."""
+        tensors = {f"model.{k}": v for k, v in self.state().items()}
+        for idx, st in self.opt.state_dict()["state"].items():
+            for k, v in st.items():
+                tensors[f"opt.{idx}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.shuffle"] = shuffle.get_state()
+        if torch.cuda.is_available():
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        np_state = np.random.get_state()
+        meta = {**state, "step_no": self.step_no, "python_rng": random.getstate(),
+                "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
+        outputs.save_state(self.out / "last.safetensors", tensors, {"esx": json.dumps(meta)})
+
+    def _restore(self, shuffle: torch.Generator) -> dict[str, Any]:
+        path = self.out / "last.safetensors"
+        if not path.is_file():
+            raise EsxError(f"cannot resume: {path} does not exist (no epoch had finished); "
+                           "start the run again without --resume")
+        tensors, meta = outputs.load_state_with_meta(path)
+        state = json.loads(meta["esx"])
+        self.load({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        sd = self.opt.state_dict()
+        sd["state"] = {}
+        for k, v in tensors.items():
+            if k.startswith("opt."):
+                _, idx, name = k.split(".", 2)
+                sd["state"].setdefault(int(idx), {})[name] = v
+        self.opt.load_state_dict(sd)
+        torch.set_rng_state(tensors["rng.torch"])
+        shuffle.set_state(tensors["rng.shuffle"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        py = state.pop("python_rng")
+        random.setstate((py[0], tuple(py[1]), py[2]))
+        npst = state.pop("numpy_rng")
+        np.random.set_state((npst[0], np.array(npst[1], dtype=np.uint32), *npst[2:]))
+        self.step_no = state.pop("step_no")
+        return state
 
     # ----------------------------------------------------------------- helpers
     def _progress(self) -> Progress:
@@ -273,8 +330,9 @@ class Trainer:
             TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
         )
 
-    def _start_log(self) -> None:
-        handler = logging.FileHandler(self.out / "run.log", mode="w", encoding="utf-8")
+    def _start_log(self, append: bool = False) -> None:
+        handler = logging.FileHandler(self.out / "run.log", mode="a" if append else "w",
+                                      encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         for h in list(log.handlers):
             if isinstance(h, logging.FileHandler):
