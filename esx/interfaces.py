@@ -198,12 +198,22 @@ class PixelLoss(Loss):
 
     def forward(self, maps: Tensor, targets: Targets) -> Tensor:
         per_pixel = self.pixel_loss(maps[:, None].expand_as(targets.masks), targets.masks)
-        if targets.annotated is None:
-            per_target = per_pixel.mean(dim=(-2, -1))
-        else:
-            ann = targets.annotated.to(per_pixel.dtype)
-            per_target = (per_pixel * ann).sum(dim=(-2, -1)) / ann.sum(dim=(-2, -1)).clamp_min(1)
-        return (per_target * targets.weights).sum(dim=1).mean()
+        return weighted_mean(per_pixel, targets.weights, targets.annotated)
+
+
+def weighted_mean(per_pixel: Tensor, weights: Tensor, annotated: Tensor | None = None) -> Tensor:
+    """The standard reduction of a per-pixel loss ``(N, K, h, w)``.
+
+    Mean over the annotated pixels of each target (all pixels when
+    ``annotated`` is None), weighted sum over the K targets by ``weights
+    (N, K)``, mean over the N images.
+    """
+    if annotated is None:
+        per_target = per_pixel.mean(dim=(-2, -1))
+    else:
+        ann = annotated.to(per_pixel.dtype)
+        per_target = (per_pixel * ann).sum(dim=(-2, -1)) / ann.sum(dim=(-2, -1)).clamp_min(1)
+    return (per_target * weights).sum(dim=1).mean()
 
 
 class Dataset(Component):

@@ -20,9 +20,9 @@ from conftest import ROOT
 
 BUILTINS = {
     "backbone": {"timm"},
-    "explainer": {"gradcam", "captum_gradcam"},
-    "aggregator": {"consensus", "oracle", "magi"},
-    "loss": {"none", "gradia"},
+    "explainer": {"gradcam", "captum_gradcam", "deeplift"},
+    "aggregator": {"consensus", "oracle", "magi", "random", "meanloss"},
+    "loss": {"none", "gradia", "haics", "res_g", "res_l"},
     "dataset": {"phantom"},
 }
 

@@ -1,7 +1,8 @@
-"""Grad-CAM explainers: a differentiable one for training, Captum's for evaluation."""
+"""Explainers: differentiable Grad-CAM (training); Captum Grad-CAM and DeepLift (evaluation)."""
 
 import esx
 from esx_gradcam.captum_gradcam import CaptumGradCam
+from esx_gradcam.deeplift import DeepLift
 from esx_gradcam.gradcam import GradCam
 
 
@@ -9,3 +10,4 @@ from esx_gradcam.gradcam import GradCam
 def register_explainers(register):
     register("gradcam", GradCam)
     register("captum_gradcam", CaptumGradCam)
+    register("deeplift", DeepLift)

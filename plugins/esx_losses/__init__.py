@@ -2,10 +2,16 @@
 
 import esx
 from esx_losses.gradia import Gradia
+from esx_losses.haics import Haics
 from esx_losses.none import NoExplanationLoss
+from esx_losses.res_g import ResG
+from esx_losses.res_l import ResL
 
 
 @esx.hookimpl
 def register_losses(register):
     register("none", NoExplanationLoss)
     register("gradia", Gradia)
+    register("haics", Haics)
+    register("res_g", ResG)
+    register("res_l", ResL)

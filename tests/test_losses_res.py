@@ -1,0 +1,139 @@
+"""HAICS, RES-G, RES-L, Random, MeanLoss and DeepLift: hand-computed cases and oracles."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from esx.errors import EsxError
+from esx.interfaces import BuildContext, DataInfo
+from esx.types import Targets
+from esx_aggregators import MeanLoss, RandomMask
+from esx_losses import Haics, ResG, ResL
+from esx_losses.res_g import gaussian_blur3
+from esx_losses.robust_boundary import CANDIDATE_OFFSET, best_threshold, threshold_scores
+
+from conftest import make_batch
+
+CTX = BuildContext(DataInfo("t", True, 1, 2, (4, 4), 3, True))
+MAP = torch.tensor([[[0.0, 0.5, 1.0, 0.25],
+                     [0.75, 0.5, 0.0, 1.0],
+                     [0.5, 0.5, 0.5, 0.5],
+                     [1.0, 0.0, 0.25, 0.75]]])
+MASK = torch.tensor([[[[0.0, 1.0, 1.0, 0.0],
+                       [1.0, 1.0, 0.0, 1.0],
+                       [0.0, 0.0, 0.0, 0.0],
+                       [1.0, 0.0, 0.0, 1.0]]]])
+
+
+def _bce(p: float, y: float, eps: float = 1e-4) -> float:
+    p = min(max(p, eps), 1 - eps)
+    return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+
+def test_haics_hand_computed_and_masked():
+    loss = Haics(Haics.Params(), CTX)
+    ref = sum(_bce(MAP[0].flatten()[i].item(), MASK[0, 0].flatten()[i].item())
+              for i in range(16)) / 16
+    assert loss(MAP, Targets(MASK, torch.ones(1, 1))).item() == pytest.approx(ref, rel=1e-5)
+    # only the first row annotated: the other 12 pixels must not count
+    ann = torch.zeros_like(MASK, dtype=torch.bool)
+    ann[..., 0, :] = True
+    ref_row = sum(_bce(MAP[0, 0, j].item(), MASK[0, 0, 0, j].item()) for j in range(4)) / 4
+    got = loss(MAP, Targets(MASK, torch.ones(1, 1), ann)).item()
+    assert got == pytest.approx(ref_row, rel=1e-5)
+    # changing unannotated pixels changes nothing
+    other = MAP.clone()
+    other[0, 1:] = 0.0
+    assert loss(other, Targets(MASK, torch.ones(1, 1), ann)).item() == pytest.approx(got)
+    # a positive pixel at exactly 0 costs -log(eps), not the public code's 100
+    worst = Haics(Haics.Params(), CTX)(torch.zeros(1, 1, 1), Targets(torch.ones(1, 1, 1, 1),
+                                                                      torch.ones(1, 1)))
+    assert worst.item() == pytest.approx(-math.log(1e-4), rel=1e-4)
+
+
+def _brute_force(values: list[float], labels: list[int]) -> tuple[float, float]:
+    """The public code's O(n²) search: first best candidate in candidate order."""
+    neg = [v for v, y in zip(values, labels, strict=True) if y < 0]
+    pos = [v for v, y in zip(values, labels, strict=True) if y > 0]
+    best, best_a = -1.0, None
+    for a in [v + CANDIDATE_OFFSET for v in neg] + pos:
+        s = (sum(v < a for v in neg) / len(neg) if neg else 0.0) + \
+            (sum(v >= a for v in pos) / len(pos) if pos else 0.0)
+        if s > best:
+            best, best_a = s, a
+    return best, best_a
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_threshold_search_equals_brute_force(seed):
+    g = torch.Generator().manual_seed(seed)
+    n = 60
+    values = (torch.rand(n, generator=g) * 10).round() / 10  # ties on purpose
+    labels = torch.randint(-1, 2, (n,), generator=g)
+    best, a = _brute_force(values.tolist(), labels.tolist())
+    cand, score = threshold_scores(values.double(), labels)
+    assert score.max().item() == pytest.approx(best)
+    assert best_threshold(values.double(), labels).item() == pytest.approx(a)
+
+
+def test_res_g_hand_computed():
+    p = ResG.Params(eta=0.1)
+    loss = ResG(p, CTX)
+    t = Targets(MASK, torch.ones(1, 1))
+    imputed = gaussian_blur3(MASK)
+    imputed = imputed / (imputed.amax() + 1e-6)
+    l_d = (MAP[:, None] - imputed).abs().mean()
+    y = 2 * MASK - 1
+    a = best_threshold(MAP[:, None].expand_as(y), y)
+    l_b = torch.relu((torch.tanh(5 * (MAP[:, None] - a)) - y).abs().mean() - 0.1)
+    assert loss(MAP, t).item() == pytest.approx((l_d + l_b).item(), rel=1e-5)
+    # the blur is OpenCV's [1/4, 1/2, 1/4] kernel: a lone pixel away from the border
+    one = torch.zeros(1, 1, 5, 5)
+    one[..., 2, 2] = 1
+    expected = torch.tensor([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16
+    assert torch.allclose(gaussian_blur3(one)[0, 0, 1:4, 1:4], expected)
+
+
+def test_res_l_starts_as_res_g_and_learns():
+    p = ResL.Params()
+    loss = ResL(p, CTX)
+    t = Targets(MASK, torch.ones(1, 1))
+    g_value = ResG(ResG.Params(), CTX)(MAP, t).item()
+    # at init the learned imputation is the (min-max normalised) Gaussian
+    assert loss(MAP, t).item() == pytest.approx(g_value, abs=0.05)
+    loss(MAP, t).backward()
+    assert loss.imputation.weight.grad is not None and loss.imputation.weight.grad.abs().sum() > 0
+
+
+def test_meanloss_weights_and_random_draws():
+    b = make_batch(b=6, u=3, size=8)
+    t = MeanLoss(MeanLoss.Params(), CTX)(b).targets
+    v = b.mask_valid.float()
+    assert torch.allclose(t.weights, v / v.sum(1, keepdim=True).clamp_min(1))
+    agg = RandomMask(RandomMask.Params(), CTX)
+    draws = [agg(b).targets.masks for _ in range(20)]
+    for i in range(6):
+        if not b.annotated[i]:
+            assert all(d[i].sum() == 0 for d in draws)
+            continue
+        valid_masks = [b.masks[i, u] for u in range(3) if b.mask_valid[i, u]]
+        for d in draws:  # each draw is one of the image's valid masks
+            assert any(torch.equal(d[i, 0], m) for m in valid_masks)
+    # seeded: a new aggregator with the same seed draws the same sequence
+    again = RandomMask(RandomMask.Params(), CTX)
+    assert all(torch.equal(again(b).targets.masks, d) for d in draws)
+
+
+def test_deeplift_is_refused_for_training(registry, tiny_recipe, tmp_path):
+    from esx.recipe import validate_recipe
+    from esx.trainer import Trainer
+
+    tiny_recipe["explainer"] = {"name": "deeplift"}
+    with pytest.raises(EsxError, match="not differentiable"):
+        Trainer(validate_recipe(tiny_recipe, registry), registry, tmp_path)
+    tiny_recipe["explainer"] = {"name": "gradcam"}
+    tiny_recipe["eval"]["explainer"] = {"name": "deeplift"}
+    Trainer(validate_recipe(tiny_recipe, registry), registry, tmp_path)  # fine for evaluation
