@@ -145,6 +145,42 @@ def validate(recipe: RecipeArg, set_: SetOpt = None) -> None:
 
 
 @app.command()
+def sweep(
+    recipes: Annotated[list[Path], typer.Argument(help="recipe files or folders of recipes")],
+    seeds: Annotated[list[int], typer.Option("--seeds", help="seeds, e.g. --seeds 0 1 2")] = [0],  # noqa: B006
+    out: Annotated[Path, typer.Option(help="folder of the grid's runs")] = Path("runs/sweep"),
+    set_: SetOpt = None,
+) -> None:
+    """Run every recipe for every seed; finished runs are skipped, interrupted ones resumed."""
+    from esx.plugins import registry
+    from esx.sweep import run_sweep
+
+    console = Console(soft_wrap=True)
+    try:
+        counts = run_sweep(recipes, seeds, out, registry(), set_ or [], console)
+    except EsxError as err:
+        _fail(err)
+    console.print(f"sweep finished: {counts}; tables: esx report {out}")
+
+
+@app.command("report")
+def report_cmd(
+    runs: Annotated[Path, typer.Argument(help="a sweep's folder (or any folder of runs)")],
+) -> None:
+    """Table 1 and Table 2 (Markdown, CSV) and a plot from a folder of runs."""
+    from esx.report import report
+
+    if not runs.is_dir():
+        _fail(EsxError(f"no such folder: {runs}"))
+    try:
+        result = report(runs)
+    except EsxError as err:
+        _fail(err)
+    typer.echo(result["markdown"])
+    typer.echo(f"written: {runs / 'report.md'}, table1.csv, table2.csv, table1.png")
+
+
+@app.command()
 def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:

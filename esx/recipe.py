@@ -56,6 +56,8 @@ class EvalSpec(_Strict):
 
 class Recipe(_Strict):
     version: Literal[1] = 1
+    label: str | None = Field(None, description="row label in reports (default: file name)")
+    group: str | None = Field(None, description="table panel in reports")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: ComponentSpec

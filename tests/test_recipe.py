@@ -12,10 +12,10 @@ from esx.recipe import dump_recipe, load_recipe, validate_recipe
 
 from conftest import ROOT
 
-RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+@pytest.mark.parametrize("path", RECIPES, ids=[str(p.relative_to(ROOT)) for p in RECIPES])
 def test_shipped_recipes_are_valid(path, registry):
     load_recipe(path, registry)
 

@@ -1,0 +1,92 @@
+"""A grid of recipes × seeds, run one after another into one folder.
+
+``OUT/<recipe stem>/seed<k>/`` holds each run. A run with ``metrics.json`` is
+skipped; one with ``last.safetensors`` but no ``metrics.json`` (interrupted)
+is resumed; anything else starts afresh. Every recipe is validated before the
+first run starts, so a typo in the last recipe fails in seconds, not hours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from esx.errors import EsxError, RecipeError
+from esx.plugins import Registry
+from esx.recipe import Recipe, load_recipe
+
+
+@dataclass
+class Job:
+    recipe_path: Path
+    seed: int
+    folder: Path
+    recipe: Recipe
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Recipe files, with folders expanded to their ``*.yaml`` files (sorted)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(p.glob("*.yaml"))
+            if not found:
+                raise EsxError(f"no *.yaml recipes in folder {p}")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def plan(paths: list[Path], seeds: list[int], out: Path, registry: Registry,
+         overrides: list[str]) -> list[Job]:
+    problems: list[str] = []
+    jobs: list[Job] = []
+    recipes = expand(paths)
+    stems = [p.stem for p in recipes]
+    if len(set(stems)) != len(stems):
+        raise EsxError(f"two recipes share a file name, their runs would collide: {stems}")
+    for path in recipes:
+        for seed in seeds:
+            try:
+                r = load_recipe(path, registry, [*overrides, f"seed={seed}"])
+            except RecipeError as exc:
+                problems += exc.problems
+                break
+            jobs.append(Job(path, seed, out / path.stem / f"seed{seed}", r))
+    if problems:
+        raise RecipeError(problems, "sweep")
+    return jobs
+
+
+def run_sweep(paths: list[Path], seeds: list[int], out: Path, registry: Registry,
+              overrides: list[str], console: Console) -> dict[str, int]:
+    from esx.trainer import Trainer
+
+    jobs = plan(paths, seeds, out, registry, overrides)
+    counts = {"done": 0, "skipped": 0, "resumed": 0}
+    quiet = Console(quiet=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("sweep", total=len(jobs))
+        for job in jobs:
+            label = f"{job.recipe_path.stem} seed {job.seed}"
+            if (job.folder / "metrics.json").is_file():
+                counts["skipped"] += 1
+                progress.console.print(f"skip {label}: finished")
+                progress.advance(task)
+                continue
+            resume = (job.folder / "last.safetensors").is_file()
+            job.folder.mkdir(parents=True, exist_ok=True)
+            progress.update(task, description=f"{'resume' if resume else 'run'} {label}")
+            m = Trainer(job.recipe, registry, job.folder, quiet,
+                        recipe_source=str(job.recipe_path)).run(resume=resume)
+            counts["resumed" if resume else "done"] += 1
+            t = m["test"]
+            progress.console.print(f"{label}: accuracy {t['accuracy']:.4f} f1 {t['f1']:.4f} "
+                                   f"auc {t['auc'] or float('nan'):.4f}")
+            progress.advance(task)
+    return counts
