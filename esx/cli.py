@@ -52,6 +52,7 @@ def run(
     from esx.trainer import Trainer
 
     console = Console(quiet=quiet, soft_wrap=True)
+    created = False
     try:
         reg = registry()
         if resume is not None:
@@ -64,10 +65,14 @@ def run(
         else:
             r = load_recipe(recipe, reg, set_ or [])
             out = out or Path("runs") / f"{recipe.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+            created = not out.exists()
             prepare_run_dir(out, overwrite)
         trainer = Trainer(r, reg, out, console, recipe_source=str(recipe))
         metrics = trainer.run(resume=resume is not None)
     except EsxError as err:
+        if resume is None and out is not None and created and out.is_dir() \
+                and not any(out.iterdir()):
+            out.rmdir()  # leave nothing behind for a run that never started
         _fail(err)
     except KeyboardInterrupt:
         _fail(KeyboardInterrupt(

@@ -1,0 +1,179 @@
+"""Every bad input gets one clear message, a non-zero exit, no traceback, nothing half-written."""
+
+from __future__ import annotations
+
+import csv
+import os
+import stat
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from esx.cli import app
+
+SIZE = 32
+
+
+def _png(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr.astype(np.uint8)).save(path)
+
+
+def make_folder(root, n=4):
+    """A valid dataset in the folder format: n images per split, 2 annotators."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for split in ("train", "val", "test"):
+        for i in range(n):
+            sid = f"{split}{i}"
+            label = i % 2
+            rows.append({"id": sid, "label": label, "split": split})
+            _png(root / "images" / f"{sid}.png", rng.integers(0, 255, (SIZE, SIZE)))
+            truth = np.zeros((SIZE, SIZE))
+            if label:
+                truth[8:16, 8:16] = 255
+                _png(root / "masks" / f"{sid}_0.png", truth)
+                _png(root / "masks" / f"{sid}_1.png", np.roll(truth, 2, axis=0))
+            _png(root / "truth" / f"{sid}.png", truth)
+    with (root / "samples.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, ["id", "label", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+def recipe(tmp_path, root, **data_params):
+    r = {
+        "data": {"name": "folder", "params": {"root": str(root), "num_annotators": 2,
+                                              **data_params}},
+        "backbone": {"name": "timm", "params": {"arch": "test_resnet"}},
+        "explainer": {"name": "gradcam"},
+        "aggregator": {"name": "consensus"},
+        "loss": {"name": "gradia"},
+        "train": {"epochs": 1, "batch_size": 4},
+        "eval": {"overlays": 0},
+    }
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump(r))
+    return p
+
+
+def run(tmp_path, recipe_path, out=None):
+    out = out or tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", str(recipe_path), "--out", str(out), "--quiet"],
+                             env={"COLUMNS": "200"})
+    return res, out
+
+
+def test_valid_folder_dataset_runs(tmp_path):
+    root = make_folder(tmp_path / "data")
+    res, out = run(tmp_path, recipe(tmp_path, root))
+    assert res.exit_code == 0, res.output
+    assert (out / "metrics.json").is_file()
+
+
+def _mutate_size(root):
+    _png(root / "masks" / "train1_0.png", np.zeros((SIZE + 4, SIZE)))
+    return "train1_0.png", "mask is 36x32 but its image is 32x32"
+
+
+def _mutate_values(root):
+    _png(root / "masks" / "train1_0.png", np.full((SIZE, SIZE), 7))
+    return "train1_0.png", "found value 7"
+
+
+def _mutate_nan(root):
+    os.remove(root / "images" / "train0.png")
+    arr = np.zeros((SIZE, SIZE), np.float32)
+    arr[3, 3] = np.nan
+    np.save(root / "images" / "train0.npy", arr)
+    return "train0.npy", "NaN"
+
+
+def _mutate_unannotated(root):
+    for p in (root / "masks").glob("train1_*"):
+        p.unlink()
+    return "'train1'", "allow_unannotated"
+
+
+def _mutate_no_annotation_in_train(root):
+    for p in (root / "masks").glob("train*"):
+        p.unlink()
+    return "no training image has any annotation", "masks/", {"allow_unannotated": True}
+
+
+def _mutate_too_many_annotators(root):
+    _png(root / "masks" / "train1_5.png", np.zeros((SIZE, SIZE)))
+    return "train1_5.png", "num_annotators"
+
+
+def _mutate_corrupt(root):
+    (root / "images" / "val0.png").write_bytes(b"\x89PNG not really")
+    return "val0.png", "cannot read"
+
+
+def _mutate_missing_root(root):
+    import shutil
+
+    shutil.rmtree(root)
+    return "no samples.csv", "data.params.root"
+
+
+def _mutate_bad_label(root):
+    text = (root / "samples.csv").read_text().replace("train0,0,train", "train0,2,train")
+    (root / "samples.csv").write_text(text)
+    return "samples.csv:2", "must be 0 or 1"
+
+
+@pytest.mark.parametrize("mutate", [
+    _mutate_size, _mutate_values, _mutate_nan, _mutate_unannotated,
+    _mutate_no_annotation_in_train, _mutate_too_many_annotators, _mutate_corrupt,
+    _mutate_missing_root, _mutate_bad_label,
+], ids=lambda f: f.__name__[8:])
+def test_bad_data(tmp_path, mutate):
+    root = make_folder(tmp_path / "data")
+    where, what, *params = mutate(root)
+    res, out = run(tmp_path, recipe(tmp_path, root, **(params[0] if params else {})))
+    assert res.exit_code == 2, res.output
+    assert where in res.output and what in res.output, res.output
+    assert "Traceback" not in res.output
+    assert not out.exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("edit, needle", [
+    ({"train": {"epochs": 0}}, "train.epochs"),
+    ({"train": {"batch_size": -2}}, "train.batch_size"),
+    ({"data": {"name": "phantom", "params": {"n_train": 0}}}, "data.params.n_train"),
+    ({"extra_key": 1}, "extra_key"),
+])
+def test_bad_sizes_and_keys(tmp_path, edit, needle):
+    r = yaml.safe_load(recipe(tmp_path, tmp_path).read_text())
+    for k, v in edit.items():
+        r[k] = {**r.get(k, {}), **v} if isinstance(v, dict) else v
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(r))
+    res, out = run(tmp_path, p)
+    assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output
+    assert not out.exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_folder(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    root = make_folder(tmp_path / "data")
+    res, _ = run(tmp_path, recipe(tmp_path, root), out=locked / "run")
+    assert res.exit_code == 2 and "cannot write" in res.output
+
+
+def test_output_path_is_a_file(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    root = make_folder(tmp_path / "data")
+    res, _ = run(tmp_path, recipe(tmp_path, root), out=blocker / "run")
+    assert res.exit_code == 2 and "cannot write to run folder" in res.output
+    assert "Traceback" not in res.output
