@@ -21,7 +21,7 @@ from conftest import ROOT
 BUILTINS = {
     "backbone": {"timm"},
     "explainer": {"gradcam", "captum_gradcam", "deeplift"},
-    "aggregator": {"consensus", "oracle", "magi", "random", "meanloss"},
+    "aggregator": {"consensus", "oracle", "magi", "random", "meanloss", "em", "staple"},
     "loss": {"none", "gradia", "haics", "res_g", "res_l"},
     "dataset": {"phantom"},
 }

@@ -2,9 +2,11 @@
 
 import esx
 from esx_aggregators.consensus import Consensus
+from esx_aggregators.em import Em
 from esx_aggregators.meanloss import MeanLoss
 from esx_aggregators.oracle import Oracle
 from esx_aggregators.random_mask import RandomMask
+from esx_aggregators.staple import Staple
 
 
 @esx.hookimpl
@@ -13,3 +15,5 @@ def register_aggregators(register):
     register("oracle", Oracle)
     register("random", RandomMask)
     register("meanloss", MeanLoss)
+    register("em", Em)
+    register("staple", Staple)

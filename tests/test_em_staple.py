@@ -1,0 +1,68 @@
+"""The identity-free aggregators: per-image EM and SimpleITK's STAPLE."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from esx.interfaces import BuildContext, DataInfo
+from esx_aggregators import Em, Staple
+
+from conftest import make_batch
+
+CTX = BuildContext(DataInfo("t", True, 1, 2, (8, 8), 4, True))
+
+
+def _numpy_em(masks: np.ndarray, iterations: int, prior: float = 0.5, eps: float = 1e-3):
+    post = masks.mean(0)
+    for _ in range(iterations):
+        err = np.clip(np.abs(masks - post).mean(axis=(1, 2)), eps, 1 - eps)
+        w = np.log((1 - err) / err)
+        logit = np.log(prior / (1 - prior)) + ((2 * masks - 1) * w[:, None, None]).sum(0)
+        post = 1 / (1 + np.exp(-logit))
+    return post
+
+
+def test_em_matches_a_direct_implementation_and_outvotes_the_outlier():
+    rng = np.random.default_rng(0)
+    truth = np.zeros((8, 8))
+    truth[2:6, 2:6] = 1
+    good = [np.where(rng.random((8, 8)) < 0.05, 1 - truth, truth) for _ in range(2)]
+    bad = (rng.random((8, 8)) < 0.5).astype(float)  # a mask of pure noise
+    masks = np.stack([good[0], good[1], bad, np.zeros((8, 8))])
+    valid = torch.tensor([[True, True, True, False]])
+    em = Em(Em.Params(iterations=10), CTX)
+    post = em.posterior(torch.tensor(masks, dtype=torch.float64)[None], valid)[0, 0].numpy()
+    ref = _numpy_em(masks[:3], 10)
+    assert np.allclose(post, ref, atol=1e-8)
+    # the noisy third mask ends with the largest error; the result stays near the truth
+    err = np.abs(masks[:3] - post).mean(axis=(1, 2))
+    assert err[2] > 3 * max(err[0], err[1])
+    assert ((post >= 0.5) == truth).mean() > 0.9
+
+
+def test_em_rows_without_masks_are_unsupervised():
+    b = make_batch(b=4, u=4, size=8)
+    out = Em(Em.Params(hard=True), CTX)(b).targets
+    assert (out.weights[:, 0] == b.annotated.float()).all()
+    assert (out.masks[~b.annotated] == 0).all()
+    assert set(out.masks.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_staple_equals_simpleitk_and_guards_empty_images():
+    sitk = pytest.importorskip("SimpleITK")
+    b = make_batch(b=4, u=4, size=16)
+    b.masks[1] = 0  # a positive whose masks are all empty
+    out = Staple(Staple.Params(), CTX)(b).targets.masks
+    for i in range(4):
+        valid = b.mask_valid[i]
+        if not valid.any() or b.masks[i][valid].sum() == 0:
+            assert out[i].sum() == 0
+            continue
+        f = sitk.STAPLEImageFilter()
+        f.SetForegroundValue(1.0)
+        f.SetMaximumIterations(100)
+        ref = f.Execute([sitk.GetImageFromArray(m.numpy().astype(np.uint8))
+                         for m in b.masks[i][valid]])
+        assert np.allclose(out[i, 0].numpy(), sitk.GetArrayFromImage(ref), atol=1e-6)
