@@ -73,7 +73,7 @@ def table2(rows: list[Row]) -> list[dict[str, Any]]:
         if not gens:
             continue
         for side in ("noisy", "generated"):
-            rec = {"method": r.label, "consensus": side, "seeds": len(gens)}
+            rec = {"method": r.label, "masks": side, "seeds": len(gens)}
             for k in GENERATION:
                 rec[k] = _stats([g[side][k] for g in gens])
             out.append(rec)
@@ -101,12 +101,12 @@ def markdown(t1: list[dict[str, Any]], t2: list[dict[str, Any]], note: str) -> s
         lines.append(f"| {rec['group']} | {rec['method']} | {rec['seeds']} | {rec['epochs']} | "
                      + " | ".join(cells) + " |")
     if t2:
-        lines += ["", "## Table 2: consensus masks vs the true mask (test)", "",
-                  "| method | consensus | seeds | " + " | ".join(GENERATION) + " |",
+        lines += ["", "## Table 2: aggregated masks vs the true mask (test)", "",
+                  "| method | masks | seeds | " + " | ".join(GENERATION) + " |",
                   "|" + " --- |" * (3 + len(GENERATION))]
         for rec in t2:
             cells = [f"{rec[k][0]:.5f} ± {rec[k][1]:.5f}" for k in GENERATION]
-            lines.append(f"| {rec['method']} | {rec['consensus']} | {rec['seeds']} | "
+            lines.append(f"| {rec['method']} | {rec['masks']} | {rec['seeds']} | "
                          + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -150,7 +150,7 @@ def report(root: Path, paper_epochs: int = 30) -> dict[str, Any]:
     synthetic = {run["data"]["synthetic"] for r in rows for run in r.runs}
     note = (f"Runs under `{root}`. Epochs: {', '.join(map(str, epochs))}"
             + (f" (reduced from the paper's {paper_epochs})" if max(epochs) < paper_epochs else "")
-            + ". Data: " + ("synthetic phantom" if synthetic == {True} else
+            + ". Data: " + ("synthetic" if synthetic == {True} else
                              "real" if synthetic == {False} else "mixed synthetic and real")
             + ". Checkpoints chosen on validation; metrics on the test split.")
     md = markdown(t1, t2, note)
