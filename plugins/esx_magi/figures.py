@@ -55,7 +55,7 @@ def gallery(magi, batch: Batch, path: Path) -> None:
             ax.imshow(img.cpu().numpy(), cmap=cmap, vmin=None if j == 0 else 0,
                       vmax=None if j == 0 else 1)
             ax.axis("off")
-            if i == 0:
+            if i == 0 or title == "missing":
                 ax.set_title(title, fontsize=7)
     fig.tight_layout()
     _save(fig, path)
