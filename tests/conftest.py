@@ -7,10 +7,13 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["ESX_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
+import csv  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,3 +56,34 @@ def make_batch(b: int = 4, u: int = 3, size: int = 32, seed: int = 0):
     truth = (torch.rand(b, 1, size, size, generator=g) > 0.8).float() * label[:, None, None, None]
     return Batch(image=torch.randn(b, 1, size, size, generator=g), label=label, masks=masks,
                  mask_valid=valid, truth=truth, index=torch.arange(b))
+
+
+SIZE = 32
+
+
+def _png(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr.astype(np.uint8)).save(path)
+
+
+def make_folder(root, n=4):
+    """A valid dataset in the folder format: n images per split, 2 annotators."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for split in ("train", "val", "test"):
+        for i in range(n):
+            sid = f"{split}{i}"
+            label = i % 2
+            rows.append({"id": sid, "label": label, "split": split})
+            _png(root / "images" / f"{sid}.png", rng.integers(0, 255, (SIZE, SIZE)))
+            truth = np.zeros((SIZE, SIZE))
+            if label:
+                truth[8:16, 8:16] = 255
+                _png(root / "masks" / f"{sid}_0.png", truth)
+                _png(root / "masks" / f"{sid}_1.png", np.roll(truth, 2, axis=0))
+            _png(root / "truth" / f"{sid}.png", truth)
+    with (root / "samples.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, ["id", "label", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    return root

@@ -2,47 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import stat
 
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
 from typer.testing import CliRunner
 
 from esx.cli import app
 
-SIZE = 32
-
-
-def _png(path, arr):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr.astype(np.uint8)).save(path)
-
-
-def make_folder(root, n=4):
-    """A valid dataset in the folder format: n images per split, 2 annotators."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for split in ("train", "val", "test"):
-        for i in range(n):
-            sid = f"{split}{i}"
-            label = i % 2
-            rows.append({"id": sid, "label": label, "split": split})
-            _png(root / "images" / f"{sid}.png", rng.integers(0, 255, (SIZE, SIZE)))
-            truth = np.zeros((SIZE, SIZE))
-            if label:
-                truth[8:16, 8:16] = 255
-                _png(root / "masks" / f"{sid}_0.png", truth)
-                _png(root / "masks" / f"{sid}_1.png", np.roll(truth, 2, axis=0))
-            _png(root / "truth" / f"{sid}.png", truth)
-    with (root / "samples.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, ["id", "label", "split"])
-        w.writeheader()
-        w.writerows(rows)
-    return root
+from conftest import SIZE, _png, make_folder
 
 
 def recipe(tmp_path, root, **data_params):

@@ -10,6 +10,8 @@ from esx.interfaces import Aggregator, AggregatorOutput, Params
 from esx.plugins import build_registry
 from esx.types import Targets
 
+from conftest import make_folder  # noqa: E402
+
 REG = build_registry()
 
 
@@ -35,10 +37,16 @@ def test_every_backbone_keeps_the_contract(name):
                            {"arch": "test_resnet", "zero_init_last": False})
 
 
+DATASET_PARAMS = {
+    "phantom": lambda tmp: {"image_size": 32, "n_train": 4, "n_val": 4, "n_test": 4},
+    "folder": lambda tmp: {"root": str(make_folder(tmp)), "num_annotators": 2},
+}
+
+
 @pytest.mark.parametrize("name", REG.names("dataset"))
-def test_every_dataset_keeps_the_contract(name):
-    params = {"image_size": 32, "n_train": 4, "n_val": 4, "n_test": 4}
-    testing.check_dataset(REG.get("dataset", name), params)
+def test_every_dataset_keeps_the_contract(name, tmp_path):
+    assert name in DATASET_PARAMS, f"add tiny params for dataset {name!r} to this test"
+    testing.check_dataset(REG.get("dataset", name), DATASET_PARAMS[name](tmp_path))
 
 
 class _Broken(Aggregator):
