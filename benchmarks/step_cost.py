@@ -51,7 +51,7 @@ def _alignment_time(trainer: Trainer, batch, repeats: int) -> float:
     magi = trainer.c.aggregator
     with torch.no_grad():
         probs, _, observed = magi.generate(batch)
-        cost = (observed[:, :, None] - probs[:, None]).abs().mean(dim=(-2, -1))
+        cost = magi.cost(observed, probs)
     align(cost, batch.mask_valid)  # warm the permutation cache
     times = []
     for _ in range(max(repeats, 20)):

@@ -129,3 +129,14 @@ def test_generator_has_its_own_learning_rate(registry, tiny_recipe, tmp_path):
     n_opt = sum(len(g["params"]) for g in t.opt.param_groups)
     n_all = sum(1 for m in (t.c.backbone, magi, t.c.loss) for _ in m.parameters())
     assert n_opt == n_all
+
+
+def test_normalized_cost_is_scale_free():
+    m = _magi(gen_loss="normalized_l1")
+    obs = torch.zeros(1, 1, 16, 16)
+    obs[..., 4:8, 4:8] = 1
+    empty = torch.zeros(1, 1, 16, 16)
+    cost_empty = m.cost(obs, empty)[0, 0, 0].item()
+    # predicting nothing costs |E| / (|E| + 1) ~ 1, whatever the mask's size
+    assert cost_empty == pytest.approx(16 / 17)
+    assert _magi().cost(obs, empty)[0, 0, 0].item() == pytest.approx(16 / 256)

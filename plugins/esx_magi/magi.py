@@ -59,6 +59,10 @@ class MagiParams(Params):
     detach_targets: bool = Field(True, description="keep L_exp gradients out of the generator")
     warmup_steps: int = Field(0, ge=0, description="steps before the generated masks supervise")
     lr: float | None = Field(1e-3, gt=0, description="generator learning rate; null = train.lr")
+    gen_loss: Literal["l1", "normalized_l1"] = Field(
+        "l1", description="l1: the paper's mean |E - Ê|; normalized_l1: divided by the area of "
+        "E ∪ Ê, so a mask covering 1% of the image is not pushed towards empty"
+    )
 
 
 class Magi(Aggregator):
@@ -100,8 +104,7 @@ class Magi(Aggregator):
     def forward(self, batch: Batch) -> AggregatorOutput:
         probs, kl, observed = self.generate(batch)
         annotated = batch.annotated
-        # cost[b, v, u] = mean |E_v - Ê_u|
-        cost = (observed[:, :, None] - probs[:, None]).abs().mean(dim=(-2, -1))
+        cost = self.cost(observed, probs)
         assign = align(cost, batch.mask_valid)  # (B, V)
         matched = cost.gather(2, assign[..., None])[..., 0] * batch.mask_valid
         n = annotated.sum().clamp_min(1)
@@ -113,6 +116,14 @@ class Magi(Aggregator):
         targets = self._targets(probs, batch)
         logs = {"gen_l1": float(l1.detach()), "gen_kl": float(kl_term.detach())}
         return AggregatorOutput(targets=targets, loss=loss, logs=logs)
+
+    def cost(self, observed: Tensor, probs: Tensor) -> Tensor:
+        """``cost[b, v, u]`` of explaining observed mask v by generated mask u: ``(B, V, U)``."""
+        diff = (observed[:, :, None] - probs[:, None]).abs()
+        if self.params.gen_loss == "l1":
+            return diff.mean(dim=(-2, -1))
+        union = torch.maximum(observed[:, :, None], probs[:, None]).sum(dim=(-2, -1))
+        return diff.sum(dim=(-2, -1)) / (union + 1.0)
 
     def _targets(self, probs: Tensor, batch: Batch) -> Targets:
         size = batch.masks.shape[-2:]

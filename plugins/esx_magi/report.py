@@ -80,8 +80,7 @@ def evaluate(magi: Any, loader: Any, device: torch.device) -> dict[str, Any]:
             rows &= batch.truth.flatten(1).amax(1) > 0
         if not rows.any():
             continue
-        cost = (observed[:, :, None] - probs[:, None]).abs().mean(dim=(-2, -1))
-        assign = align(cost, batch.mask_valid)
+        assign = align(magi.cost(observed, probs), batch.mask_valid)
         noisy = vote(batch.masks, batch.mask_valid)
         generated = vote(gen_bin, torch.ones_like(batch.mask_valid))
         if batch.truth is not None:
