@@ -32,6 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 METHODS = {
     "baseline": "recipes/baseline.yaml",
     "gradia": "recipes/gradia_consensus.yaml",
+    "haics": "recipes/table1/b_haics.yaml",
+    "res_g": "recipes/table1/b_res_g.yaml",
+    "res_l": "recipes/table1/b_res_l.yaml",
+    "meanloss": "recipes/table1/a_meanloss.yaml",
     "magi": "recipes/magi_lidc.yaml",
 }
 
