@@ -68,5 +68,5 @@ def collate(samples: list[Sample]) -> Batch:
         truth=torch.stack([s.truth for s in samples]).float() if has_truth else None,
         index=torch.tensor([s.index for s in samples], dtype=torch.long),
         annotator=torch.stack([s.annotator for s in samples]) if has_ann else None,
-        hidden=torch.stack([s.hidden for s in samples]).float() if has_hidden else None,
+        hidden=torch.stack([s.hidden for s in samples]) if has_hidden else None,
     )

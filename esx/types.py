@@ -22,7 +22,7 @@ class Batch:
         index: ``(B,)`` long index of each sample in its split.
         annotator: optional ``(B, U)`` long true annotator of each slot (-1 when
             missing); for evaluation only, never for training.
-        hidden: optional ``(B, A, H, W)`` the mask every annotator would have
+        hidden: optional ``(B, A, H, W)`` uint8 mask every annotator would have
             drawn, indexed by true annotator (synthetic data only); for
             evaluating imputation, never for training.
     """

@@ -95,7 +95,7 @@ def evaluate(magi: Any, loader: Any, device: torch.device) -> dict[str, Any]:
             ok = batch.mask_valid & rows[:, None]
             slots, who = assign[ok].cpu(), batch.annotator[ok].cpu()
             counts.index_put_((slots, who), torch.ones_like(slots), accumulate=True)
-        if getattr(batch, "hidden", None) is not None:
+        if batch.hidden is not None:
             cached.append((gen_bin[rows].cpu(), noisy[rows].cpu(), batch.hidden[rows].cpu(),
                            batch.annotator[rows].cpu(), batch.mask_valid[rows].cpu()))
     out: dict[str, Any] = {}
@@ -141,7 +141,7 @@ def _imputation(cached: list, stands_for: Tensor, counts: Tensor) -> dict[str, A
             for a in range(hidden.shape[1]):
                 if a in present or a not in slot_of:
                     continue
-                target = hidden[i, a]
+                target = hidden[i, a].float()
                 gen_err += float((gen_bin[i, slot_of[a]] - target).abs().mean())
                 copy_err += float((noisy[i, 0] - target).abs().mean())
                 n += 1
