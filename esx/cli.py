@@ -98,7 +98,7 @@ def _results_table(metrics: dict) -> Table:
 
 def _cell(v: object) -> str:
     if isinstance(v, float):
-        return f"{v:.4f}"
+        return f"{v:.4g}"
     return "-" if v is None else str(v)
 
 
