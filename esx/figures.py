@@ -38,7 +38,12 @@ def overlays(path: Path, batch: Batch, maps: Tensor, pred: Tensor) -> None:
     axes[2, 0].text(-0.15, 0.5, "true mask", transform=axes[2, 0].transAxes, rotation=90,
                     va="center")
     fig.tight_layout()
+    save_png(fig, path)
+
+
+def save_png(fig: plt.Figure, path: Path, dpi: int = 80) -> None:
+    """Write a matplotlib figure as PNG, atomically, and close it."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     outputs.write_bytes(path, buf.getvalue())

@@ -15,7 +15,6 @@ starts, and the failure surfaces when a recipe needs that plugin and in
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -193,10 +192,3 @@ def registry() -> Registry:
         _REGISTRY = build_registry()
     return _REGISTRY
 
-
-def load_module(path: str) -> ModuleType:
-    """Import a plugin module the user named explicitly."""
-    try:
-        return importlib.import_module(path)
-    except ImportError as exc:
-        raise PluginLoadError(f"cannot import plugin module {path!r}: {exc}") from exc

@@ -7,7 +7,6 @@ seeds; the best mean of each column within a group is in bold.
 
 from __future__ import annotations
 
-import io
 import json
 import statistics
 from dataclasses import dataclass, field
@@ -121,10 +120,9 @@ def _csv(path: Path, records: list[dict[str, Any]], metrics: tuple[str, ...]) ->
 
 
 def plot(path: Path, t1: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from esx.figures import save_png
 
     fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(t1)), 3.2))
     names = [f"{r['method']}" for r in t1]
@@ -137,10 +135,7 @@ def plot(path: Path, t1: list[dict[str, Any]]) -> None:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    outputs.write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=90)
 
 
 def report(root: Path, paper_epochs: int = 30) -> dict[str, Any]:

@@ -119,8 +119,8 @@ def _downsample(t: Targets, size: int) -> Targets:
 
 
 def check_loss(cls: type[Loss], params: dict | None = None) -> None:
-    """Scalar, finite, zero-ish for a perfect match is not required, but gradients must reach
-    the maps, and rows weigh by their target weights."""
+    """A finite scalar on weighted multi-target input; a loss that uses explanations must put
+    gradients on the maps."""
     ctx = context()
     loss = _build(cls, params, ctx)
     g = torch.Generator().manual_seed(0)

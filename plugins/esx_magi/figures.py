@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -12,16 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from esx import outputs  # noqa: E402
+from esx.figures import save_png  # noqa: E402
 from esx.masks import vote  # noqa: E402
 from esx.types import Batch  # noqa: E402
-
-
-def _save(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    outputs.write_bytes(path, buf.getvalue())
 
 
 @torch.no_grad()
@@ -58,7 +50,7 @@ def gallery(magi, batch: Batch, path: Path) -> None:
             if i == 0 or title == "missing":
                 ax.set_title(title, fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def weights(magi, path: Path) -> None:
@@ -70,4 +62,4 @@ def weights(magi, path: Path) -> None:
     ax.set_title("learned annotator weights")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
