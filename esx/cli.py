@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -149,10 +150,28 @@ def validate(recipe: RecipeArg, set_: SetOpt = None) -> None:
     typer.echo(f"{recipe}: ok")
 
 
+def parse_seeds(specs: list[str]) -> list[int]:
+    """``["0,1", "3-5"]`` -> ``[0, 1, 3, 4, 5]``, in order, without repeats."""
+    seeds: list[int] = []
+    for spec in specs:
+        for part in spec.replace(" ", ",").split(","):
+            if not part:
+                continue
+            m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+            if m is None or (m[2] is not None and int(m[2]) < int(m[1])):
+                raise EsxError(f"--seeds {spec!r}: {part!r} is not a seed or a range; "
+                                  "write e.g. --seeds 0,1,2 or --seeds 0-2")
+            last = int(m[2]) if m[2] is not None else int(m[1])
+            seeds += [s for s in range(int(m[1]), last + 1) if s not in seeds]
+    return seeds
+
+
 @app.command()
 def sweep(
     recipes: Annotated[list[Path], typer.Argument(help="recipe files or folders of recipes")],
-    seeds: Annotated[list[int], typer.Option("--seeds", help="seeds, e.g. --seeds 0 1 2")] = [0],  # noqa: B006
+    seeds: Annotated[list[str], typer.Option(
+        "--seeds", help="seeds: a list or a range, e.g. --seeds 0,1,2 or --seeds 0-4 (repeatable)"
+    )] = ["0"],  # noqa: B006
     out: Annotated[Path, typer.Option(help="folder of the grid's runs")] = Path("runs/sweep"),
     set_: SetOpt = None,
 ) -> None:
@@ -162,7 +181,7 @@ def sweep(
 
     console = Console(soft_wrap=True)
     try:
-        counts = run_sweep(recipes, seeds, out, registry(), set_ or [], console)
+        counts = run_sweep(recipes, parse_seeds(seeds), out, registry(), set_ or [], console)
     except EsxError as err:
         _fail(err)
     console.print(f"sweep finished: {counts}; tables: esx report {out}")

@@ -25,7 +25,7 @@ def test_sweep_then_report(tmp_path, tiny_recipe):
     _write(grid, "a_magi", magi, "MAGI", "a")
     out = tmp_path / "runs"
     runner = CliRunner()
-    res = runner.invoke(app, ["sweep", str(grid), "--seeds", "0", "--seeds", "1", "--out",
+    res = runner.invoke(app, ["sweep", str(grid), "--seeds", "0,1", "--out",
                               str(out)], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     for name in ("a_base", "a_magi"):
@@ -73,3 +73,14 @@ def test_table1_recipes_cover_the_paper():
               .glob("*.yaml")}
     assert {"Baseline", "Consensus", "MeanLoss", "Random", "Proposed (MAGI)", "GRADIA", "HAICS",
             "RES-L", "RES-G", "Oracle (true masks)"} <= labels
+
+
+def test_seed_specs():
+    from esx.cli import parse_seeds
+
+    assert parse_seeds(["0,1,2"]) == [0, 1, 2]
+    assert parse_seeds(["0-4"]) == [0, 1, 2, 3, 4]
+    assert parse_seeds(["3", "1-2", "2"]) == [3, 1, 2]
+    res = CliRunner().invoke(app, ["sweep", "recipes/table1", "--seeds", "two"])
+    assert res.exit_code == 2 and "'two' is not a seed or a range" in res.output
+    assert "Traceback" not in res.output
