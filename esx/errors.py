@@ -54,5 +54,9 @@ class DataError(EsxError):
     """A dataset is missing, malformed, or inconsistent with the recipe."""
 
 
+class DataMissingError(DataError):
+    """The data a recipe points at is not on disk (a recipe's ``data.fallback`` may stand in)."""
+
+
 class NonFiniteLossError(EsxError):
     """A loss term became NaN or Inf during training."""

@@ -32,6 +32,12 @@ class ComponentSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class DataSpec(ComponentSpec):
+    fallback: ComponentSpec | None = Field(
+        None, description="dataset used, announced loudly, when this one's files are absent"
+    )
+
+
 class TrainSpec(_Strict):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -60,7 +66,7 @@ class Recipe(_Strict):
     group: str | None = Field(None, description="table panel in reports")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    data: ComponentSpec
+    data: DataSpec
     backbone: ComponentSpec
     explainer: ComponentSpec
     aggregator: ComponentSpec
@@ -194,13 +200,11 @@ def validate_recipe(
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
             continue
         problems += _check_component(registry, family, (key,), spec, source, lines)
-    ev = raw.get("eval")
-    if isinstance(ev, dict) and isinstance(ev.get("explainer"), dict):
-        spec = ev["explainer"]
-        if isinstance(spec.get("name"), str):
-            problems += _check_component(
-                registry, "explainer", ("eval", "explainer"), spec, source, lines
-            )
+    for family, loc in (("dataset", ("data", "fallback")), ("explainer", ("eval", "explainer"))):
+        parent = raw.get(loc[0])
+        spec = parent.get(loc[1]) if isinstance(parent, dict) else None
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            problems += _check_component(registry, family, loc, spec, source, lines)
     if problems or recipe is None:
         raise RecipeError(problems, source)
     return recipe
@@ -250,6 +254,12 @@ def dump_recipe(recipe: Recipe, registry: Registry) -> str:
     for family, key in FAMILY_KEYS.items():
         spec = recipe.component(family)
         data[key]["params"] = build_params(registry, family, spec).model_dump(mode="json")
+    if recipe.data.fallback is not None:
+        data["data"]["fallback"]["params"] = build_params(
+            registry, "dataset", recipe.data.fallback
+        ).model_dump(mode="json")
+    else:
+        data["data"].pop("fallback", None)
     if recipe.eval.explainer is not None:
         data["eval"]["explainer"]["params"] = build_params(
             registry, "explainer", recipe.eval.explainer

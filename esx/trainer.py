@@ -40,11 +40,11 @@ from torch import Tensor
 
 from esx import __version__, outputs
 from esx.data import collate
-from esx.errors import EsxError, NonFiniteLossError
+from esx.errors import DataMissingError, EsxError, NonFiniteLossError
 from esx.interfaces import Aggregator, Backbone, BuildContext, Dataset, Explainer, Loss
 from esx.metrics import classification, map_overlap
 from esx.plugins import Registry
-from esx.recipe import Recipe, build_params, dump_recipe
+from esx.recipe import DataSpec, Recipe, build_params, dump_recipe
 from esx.types import Batch
 
 log = logging.getLogger("esx")
@@ -59,6 +59,8 @@ class Components:
     aggregator: Aggregator
     loss: Loss
     context: BuildContext
+    #: set when ``data.fallback`` stood in for absent data: what was wanted and why it failed
+    fallback: dict[str, str] | None = None
 
 
 def choose_device(wanted: str) -> torch.device:
@@ -80,7 +82,14 @@ def build(recipe: Recipe, registry: Registry, device: torch.device) -> Component
     def make(family: str, spec: Any, *args: Any) -> Any:
         return registry.get(family, spec.name)(build_params(registry, family, spec), *args)
 
-    dataset = make("dataset", recipe.data, recipe.seed)
+    fallback = None
+    try:
+        dataset = make("dataset", recipe.data, recipe.seed)
+    except DataMissingError as err:
+        if recipe.data.fallback is None:
+            raise
+        dataset = make("dataset", recipe.data.fallback, recipe.seed)
+        fallback = {"wanted": recipe.data.name, "reason": str(err)}
     ctx = BuildContext(data=dataset.info, seed=recipe.seed, device=device)
     backbone = make("backbone", recipe.backbone, ctx).to(device)
     explainer = make("explainer", recipe.explainer, ctx)
@@ -94,7 +103,8 @@ def build(recipe: Recipe, registry: Registry, device: torch.device) -> Component
             f"{recipe.loss.name!r} cannot train through it; use a differentiable explainer "
             "for training (see `esx plugins`) and put this one under eval.explainer"
         )
-    return Components(dataset, backbone, explainer, eval_explainer, aggregator, loss, ctx)
+    return Components(dataset, backbone, explainer, eval_explainer, aggregator, loss, ctx,
+                      fallback)
 
 
 def loader(ds: Any, batch_size: int, shuffle: torch.Generator | None, workers: int) -> Any:
@@ -119,6 +129,10 @@ class Trainer:
         self.device = choose_device(recipe.device)
         seed_everything(recipe.seed)
         self.c = build(recipe, registry, self.device)
+        if self.c.fallback is not None:
+            # The run folder records what actually ran, so a resume rebuilds the same data.
+            used = DataSpec.model_validate(recipe.data.fallback.model_dump())
+            self.recipe = recipe = recipe.model_copy(update={"data": used})
         t = recipe.train
         groups = [{"params": [p for m in (self.c.backbone, self.c.loss) for p in m.parameters()
                               if p.requires_grad], "lr": t.lr}]
@@ -231,6 +245,12 @@ class Trainer:
         if not resume:
             outputs.write_text(self.out / "recipe.yaml", dump_recipe(r, self.registry))
         self._start_log(append=resume)
+        if c.fallback is not None:
+            msg = (f"DATA NOT FOUND - {c.fallback['reason']}\n"
+                   f"Running on the recipe's data.fallback instead: {info.name}"
+                   + (" (SYNTHETIC)" if info.synthetic else ""))
+            self.console.print(f"[bold red]{msg}[/]")
+            log.warning(msg.replace("\n", " "))
         if info.synthetic:
             self.console.print(
                 f"[bold yellow]Training on SYNTHETIC data ({info.name}), not real scans.[/]"
@@ -362,7 +382,8 @@ class Trainer:
                            "select_metric": self.recipe.train.select_metric,
                            **{k[4:]: v for k, v in best.items() if k.startswith("val_")}},
             "data": {"name": info.name, "synthetic": info.synthetic, "splits": info.splits,
-                     "num_annotators": info.num_annotators, **info.details},
+                     "num_annotators": info.num_annotators, **info.details,
+                     **({"fallback_from": self.c.fallback} if self.c.fallback else {})},
             "run": {"seed": self.recipe.seed, "device": str(self.device),
                     "seconds": round(seconds, 1), "esx_version": __version__,
                     "torch_version": torch.__version__, "recipe": self.source,

@@ -23,7 +23,7 @@ import torch
 from pydantic import Field
 
 from esx.data import Sample, validate_sample
-from esx.errors import DataError
+from esx.errors import DataError, DataMissingError
 from esx.interfaces import DataInfo, Dataset, Params
 
 SUFFIXES = (".png", ".npy")
@@ -102,9 +102,10 @@ class FolderDataset(Dataset):
         super().__init__(params, context_seed)
         self.root = Path(params.root).expanduser()
         if not (self.root / "samples.csv").is_file():
-            raise DataError(
+            raise DataMissingError(
                 f"data.params.root: no samples.csv in {self.root}; point root at a folder in "
-                "esx's format (docs/data_format.md) or prepare one with `esx data prepare`"
+                "esx's format (docs/data_format.md) or prepare one with `esx data prepare "
+                "lidc|msd-pancreas --root RAW --out FOLDER`"
             )
         self._splits = self._load()
 
@@ -195,8 +196,18 @@ class FolderDataset(Dataset):
             in_chans=self._shape[0], num_classes=2, image_size=tuple(self._shape[-2:]),
             num_annotators=self.params.num_annotators, has_truth=self._has_truth,
             splits={k: len(v) for k, v in self._splits.items()},
-            details={"root": str(self.root)},
+            details={"root": str(self.root), **self._provenance()},
         )
+
+    def _provenance(self) -> dict[str, str]:
+        """What ``esx data prepare`` recorded it made this folder from, if it did."""
+        import json
+
+        try:
+            return {"prepared_from": str(json.loads(
+                (self.root / "prepare.json").read_text(encoding="utf-8"))["source"])}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
 
     def split(self, name: str) -> FolderSplit:
         return FolderSplit(self._splits[name])
