@@ -47,12 +47,14 @@ def run(
     quiet: Annotated[bool, typer.Option(help="no progress bars or tables")] = False,
 ) -> None:
     """Train and evaluate one recipe; write metrics, predictions, checkpoint and figures."""
+    from esx import distributed as dist
     from esx.outputs import prepare_run_dir
     from esx.plugins import registry
     from esx.recipe import load_recipe
     from esx.trainer import Trainer
 
-    console = Console(quiet=quiet, soft_wrap=True)
+    world = dist.from_env()  # torchrun: only the main process prints and writes
+    console = Console(quiet=quiet or not world.main, soft_wrap=True)
     created = False
     try:
         reg = registry()
@@ -66,8 +68,20 @@ def run(
         else:
             r = load_recipe(recipe, reg, set_ or [])
             out = out or Path("runs") / f"{recipe.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+            if world.distributed:
+                gpu = r.device != "cpu" and torch_cuda_available()
+                dist.setup(world, "cuda" if gpu else "cpu")
+                out = dist.broadcast(out, world)
             created = not out.exists()
-            prepare_run_dir(out, overwrite)
+            problem = None
+            if world.main:
+                try:
+                    prepare_run_dir(out, overwrite)
+                except EsxError as err:
+                    problem = str(err)
+            problem = dist.broadcast(problem, world)  # every process stops, or none
+            if problem:
+                raise EsxError(problem)
         trainer = Trainer(r, reg, out, console, recipe_source=str(recipe))
         metrics = trainer.run(resume=resume is not None)
     except EsxError as err:
@@ -79,10 +93,18 @@ def run(
         _fail(KeyboardInterrupt(
             f"interrupted. Finished epochs are saved in {out}; continue with: "
             f"esx run --resume {out}"), 130)
+    if not world.main:
+        return
     console.print(_results_table(metrics))
     for table in _report_tables(metrics.get("aggregator", {})):
         console.print(table)
     console.print(f"run folder: [bold]{out}[/]")
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _results_table(metrics: dict) -> Table:

@@ -99,6 +99,11 @@ class Explainer(Component):
     """
 
     differentiable: ClassVar[bool] = False
+    #: Set by the trainer before each step: under fp16 mixed precision, a
+    #: differentiable explainer multiplies the class score by it before
+    #: ``autograd.grad`` and divides the gradients by it, so they do not
+    #: underflow (PyTorch's AMP recipe for losses on gradients). 1 otherwise.
+    grad_scale: float = 1.0
 
     def __init__(self, params: Params, context: BuildContext) -> None:
         self.params = params

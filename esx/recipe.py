@@ -50,6 +50,13 @@ class TrainSpec(_Strict):
     )
     num_workers: int = Field(0, ge=0)
     eval_batch_size: int = Field(64, ge=1)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it, else fp16 with a loss "
+        "scaler on GPUs, fp32 on CPUs"
+    )
+    channels_last: bool | None = Field(
+        None, description="channels-last memory format; null: on CUDA only, where it helps"
+    )
 
 
 class EvalSpec(_Strict):

@@ -2,12 +2,18 @@
 
 ``OUT/<recipe stem>/seed<k>/`` holds each run. A run with ``metrics.json`` is
 skipped; one with ``last.safetensors`` but no ``metrics.json`` (interrupted)
-is resumed; anything else starts afresh. Every recipe is validated before the
-first run starts, so a typo in the last recipe fails in seconds, not hours.
+is resumed; anything else starts afresh. Two recipes that differ only in
+``label`` and ``group`` (the paper's "Proposed" row sits in both panels of
+Table 1) are the same experiment: the second reuses the first's finished run
+(a copy, with its own recipe.yaml and ``run.same_as`` in metrics.json).
+Every recipe is validated before the first run starts, so a typo in the last
+recipe fails in seconds, not hours.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,18 +68,51 @@ def plan(paths: list[Path], seeds: list[int], out: Path, registry: Registry,
     return jobs
 
 
+def experiment_key(recipe: Recipe) -> str:
+    """What a run computes: the recipe without its report labels."""
+    return json.dumps(recipe.model_dump(mode="json", exclude={"label", "group"}),
+                      sort_keys=True)
+
+
+def reuse(source: Path, job: Job, registry: Registry) -> None:
+    """Copy a finished run for a recipe that differs from its own only in labels."""
+    from esx import outputs
+    from esx.recipe import dump_recipe
+
+    tmp = job.folder.with_name(job.folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    outputs.write_text(tmp / "recipe.yaml", dump_recipe(job.recipe, registry))
+    metrics = json.loads((tmp / "metrics.json").read_text())
+    metrics["run"]["same_as"] = str(source)
+    metrics["run"]["recipe"] = str(job.recipe_path)
+    outputs.write_json(tmp / "metrics.json", metrics)
+    shutil.rmtree(job.folder, ignore_errors=True)
+    tmp.rename(job.folder)
+
+
 def run_sweep(paths: list[Path], seeds: list[int], out: Path, registry: Registry,
               overrides: list[str], console: Console) -> dict[str, int]:
     from esx.trainer import Trainer
 
     jobs = plan(paths, seeds, out, registry, overrides)
-    counts = {"done": 0, "skipped": 0, "resumed": 0}
+    counts = {"done": 0, "skipped": 0, "resumed": 0, "reused": 0}
+    finished: dict[str, Path] = {}
     quiet = Console(quiet=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("sweep", total=len(jobs))
         for job in jobs:
             label = f"{job.recipe_path.stem} seed {job.seed}"
+            key = experiment_key(job.recipe)
+            same = finished.get(key)
+            if not (job.folder / "metrics.json").is_file() and same is not None:
+                reuse(same, job, registry)
+                counts["reused"] += 1
+                progress.console.print(f"reuse {label}: the same experiment as {same}")
+                progress.advance(task)
+                continue
+            finished.setdefault(key, job.folder)
             if (job.folder / "metrics.json").is_file():
                 counts["skipped"] += 1
                 progress.console.print(f"skip {label}: finished")

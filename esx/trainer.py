@@ -15,12 +15,13 @@ explanation loss. The trainer knows no component by name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from torch import Tensor
+from torch.utils.data import DistributedSampler
 
 from esx import __version__, outputs
+from esx import distributed as dist
 from esx.data import collate
 from esx.errors import DataMissingError, EsxError, NonFiniteLossError
 from esx.interfaces import Aggregator, Backbone, BuildContext, Dataset, Explainer, Loss
@@ -63,12 +66,61 @@ class Components:
     fallback: dict[str, str] | None = None
 
 
-def choose_device(wanted: str) -> torch.device:
+def choose_device(wanted: str, world: dist.World | None = None) -> torch.device:
     if wanted == "cuda" and not torch.cuda.is_available():
         raise EsxError("recipe asks for device 'cuda' but no CUDA GPU is visible; use auto or cpu")
     if wanted == "auto":
         wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cuda" and world is not None and world.distributed:
+        return torch.device("cuda", world.local_rank)
     return torch.device(wanted)
+
+
+def choose_precision(wanted: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a run (``None``: full fp32)."""
+    if wanted == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[wanted]
+
+
+#: score scale of a differentiable explainer under fp16 (a power of two: unscaling is exact)
+FP16_EXPLAIN_SCALE = 2.0**8
+
+
+class StepModule(torch.nn.Module):
+    """A training step's whole differentiable computation in one ``forward``.
+
+    Logits, the differentiable explanation maps, the aggregator's targets and
+    every loss term come from one call, so that DistributedDataParallel wraps
+    a single forward per step (``autograd.grad`` to an activation inside it is
+    safe under DDP; a second forward is not).
+    """
+
+    def __init__(self, c: Components) -> None:
+        super().__init__()
+        self.backbone, self.aggregator, self.loss = c.backbone, c.aggregator, c.loss
+        self.explainer = c.explainer
+
+    def forward(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, float]]:
+        features = self.backbone.forward_features(batch.image)
+        logits = self.backbone.forward_head(features)
+        terms: dict[str, Tensor] = {"pred": F.cross_entropy(logits.float(), batch.label)}
+        out = self.aggregator(batch)
+        if self.loss.uses_explanation:
+            rows = out.targets.supervised & (batch.label > 0)
+            if rows.any():
+                maps = self.explainer.explain(
+                    self.backbone, batch.image, batch.label, features=features, logits=logits,
+                    create_graph=True,
+                )
+                maps, targets = self.explainer.match(maps[rows].float(),
+                                                     out.targets.select(rows))
+                terms["exp"] = self.loss(maps, targets)
+        if out.loss is not None:
+            terms["gen"] = out.loss.float()
+        return terms, out.logs
 
 
 def seed_everything(seed: int) -> None:
@@ -126,7 +178,9 @@ class Trainer:
         self.recipe, self.registry, self.out = recipe, registry, Path(out)
         self.console = console or Console(quiet=True)
         self.source = recipe_source
-        self.device = choose_device(recipe.device)
+        self.world = dist.from_env()
+        self.device = choose_device(recipe.device, self.world)
+        dist.setup(self.world, self.device.type)
         seed_everything(recipe.seed)
         self.c = build(recipe, registry, self.device)
         if self.c.fallback is not None:
@@ -139,28 +193,38 @@ class Trainer:
         groups += self.c.aggregator.param_groups(t.lr)
         self.opt = torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
         self.step_no = 0
+        self.dtype = choose_precision(t.precision, self.device)
+        # fp16 needs a loss scaler; bf16 has fp32's range and does not.
+        self.scaler = (torch.amp.GradScaler(self.device.type)
+                       if self.dtype == torch.float16 else None)
+        self.channels_last = (self.device.type == "cuda" if t.channels_last is None
+                              else t.channels_last)
+        if self.channels_last:
+            self.c.backbone.to(memory_format=torch.channels_last)
+        self.module = StepModule(self.c)
+        self.model: torch.nn.Module = self.module
+        if self.world.distributed:
+            if t.batch_size % self.world.size:
+                raise EsxError(f"train.batch_size {t.batch_size} is the global batch and must "
+                               f"divide among {self.world.size} processes; make it a multiple "
+                               f"of {self.world.size}")
+            # Unused parameters are legitimate (e.g. annotator weights a target mode ignores).
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.module, find_unused_parameters=True)
 
     # ---------------------------------------------------------------- training
     def step(self, batch: Batch) -> dict[str, float]:
-        c, t = self.c, self.recipe.train
-        c.backbone.train()
-        c.aggregator.train()
-        c.loss.train()
-        features = c.backbone.forward_features(batch.image)
-        logits = c.backbone.forward_head(features)
-        terms: dict[str, Tensor] = {"pred": F.cross_entropy(logits, batch.label)}
-        out = c.aggregator(batch)
-        if c.loss.uses_explanation:
-            rows = out.targets.supervised & (batch.label > 0)
-            if rows.any():
-                maps = c.explainer.explain(
-                    c.backbone, batch.image, batch.label, features=features, logits=logits,
-                    create_graph=True,
-                )
-                maps, targets = c.explainer.match(maps[rows], out.targets.select(rows))
-                terms["exp"] = c.loss(maps, targets)
-        if out.loss is not None:
-            terms["gen"] = out.loss
+        t = self.recipe.train
+        self.model.train()
+        if self.channels_last:
+            batch = replace(batch, image=batch.image.contiguous(memory_format=torch.channels_last))
+        # Under fp16 the explainer scales its class score before autograd.grad and unscales
+        # the gradients after (PyTorch's AMP recipe for losses on gradients). The loss
+        # scaler's own scale (2^16 at first) would overflow fp16 at the seed itself, since
+        # d score / d logit is 1; a fixed 2^8 lifts small gradients clear of fp16's subnormals.
+        self.c.explainer.grad_scale = FP16_EXPLAIN_SCALE if self.scaler else 1.0
+        with self._autocast():
+            terms, agg_logs = self.model(batch)
         weights = {"pred": 1.0, "exp": t.lambda_exp, "gen": t.lambda_gen}
         for name, value in terms.items():
             if not torch.isfinite(value).all():
@@ -170,12 +234,22 @@ class Trainer:
                 )
         total = sum(weights[k] * v for k, v in terms.items())
         self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt.step()
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            total.backward()
+            self.opt.step()
         self.step_no += 1
         logs = {k: float(v.detach()) for k, v in terms.items()}
-        logs.update(out.logs)
+        logs.update(agg_logs)
         return logs
+
+    def _autocast(self) -> Any:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
     # -------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -188,7 +262,10 @@ class Trainer:
         task = progress.add_task(label, total=len(dl)) if progress else None
         for batch in dl:
             batch = batch.to(self.device, non_blocking=True)
-            logits = c.backbone(batch.image)
+            image = (batch.image.contiguous(memory_format=torch.channels_last)
+                     if self.channels_last else batch.image)
+            with self._autocast():
+                logits = c.backbone(image).float()
             losses.append(F.cross_entropy(logits, batch.label, reduction="sum").item())
             p = logits.softmax(1)[:, 1] if logits.shape[1] > 1 else logits[:, 0].sigmoid()
             pred = logits.argmax(1)
@@ -204,9 +281,13 @@ class Trainer:
                 progress.advance(task)
         if progress:
             progress.remove_task(task)
+        parts = dist.gather((probs, labels, preds, idx, losses, overlap), self.world)
+        probs, labels, preds, idx, losses, overlap = ([x for part in parts for x in part[i]]
+                                                      for i in range(6))
+        order = torch.cat(idx).argsort()  # the split's order, whatever the sharding
         out = {
-            "prob": torch.cat(probs).numpy(), "label": torch.cat(labels).numpy(),
-            "pred": torch.cat(preds).numpy(), "index": torch.cat(idx).numpy(),
+            "prob": torch.cat(probs)[order].numpy(), "label": torch.cat(labels)[order].numpy(),
+            "pred": torch.cat(preds)[order].numpy(), "index": torch.cat(idx)[order].numpy(),
         }
         out["metrics"] = classification(out["label"], out["prob"], out["pred"])
         out["metrics"]["loss"] = sum(losses) / max(1, len(out["label"]))
@@ -242,9 +323,11 @@ class Trainer:
         """
         r, t, c = self.recipe, self.recipe.train, self.c
         info = c.dataset.info
-        if not resume:
+        main = self.world.main
+        if not resume and main:
             outputs.write_text(self.out / "recipe.yaml", dump_recipe(r, self.registry))
-        self._start_log(append=resume)
+        if main:
+            self._start_log(append=resume)
         if c.fallback is not None:
             msg = (f"DATA NOT FOUND - {c.fallback['reason']}\n"
                    f"Running on the recipe's data.fallback instead: {info.name}"
@@ -255,11 +338,14 @@ class Trainer:
             self.console.print(
                 f"[bold yellow]Training on SYNTHETIC data ({info.name}), not real scans.[/]"
             )
-        log.info("esx %s, device %s, data %s %s", __version__, self.device, info.name, info.splits)
+        log.info("esx %s, device %s, data %s %s, precision %s, processes %d", __version__,
+                 self.device, info.name, info.splits, self.dtype or "fp32", self.world.size)
         shuffle = torch.Generator().manual_seed(r.seed)
-        train_dl = loader(c.dataset.split("train"), t.batch_size, shuffle, t.num_workers)
-        val_dl = loader(c.dataset.split("val"), t.eval_batch_size, None, t.num_workers)
-        test_dl = loader(c.dataset.split("test"), t.eval_batch_size, None, t.num_workers)
+        train_dl = self._train_loader(shuffle)
+        val_dl = loader(self._shard(c.dataset.split("val")), t.eval_batch_size, None,
+                        t.num_workers)
+        test_dl = loader(self._shard(c.dataset.split("test")), t.eval_batch_size, None,
+                         t.num_workers)
         higher = t.select_metric != "loss"
         state = {"epoch": 0, "best": -math.inf if higher else math.inf, "best_epoch": 0,
                  "history": [], "seconds": 0.0}
@@ -272,6 +358,8 @@ class Trainer:
             for epoch in range(state["epoch"] + 1, t.epochs + 1):
                 sums: dict[str, float] = {}
                 bt = progress.add_task(f"epoch {epoch}", total=len(train_dl))
+                if isinstance(train_dl.sampler, DistributedSampler):
+                    train_dl.sampler.set_epoch(epoch)
                 for batch in train_dl:
                     logs = self.step(batch.to(self.device, non_blocking=True))
                     for k, v in logs.items():
@@ -279,27 +367,55 @@ class Trainer:
                     progress.advance(bt)
                 progress.remove_task(bt)
                 val = self.predict(val_dl, progress, "validation")["metrics"]
-                row = {"epoch": epoch, **{f"train_{k}": v / len(train_dl) for k, v in sums.items()},
+                means = dist.all_mean({k: v / len(train_dl) for k, v in sums.items()}, self.world)
+                row = {"epoch": epoch, **{f"train_{k}": v for k, v in means.items()},
                        **{f"val_{k}": v for k, v in val.items()}}
                 state["history"].append(row)
                 score = val[t.select_metric]
                 better = score > state["best"] if higher else score < state["best"]
                 if better or state["best_epoch"] == 0:
                     state["best"], state["best_epoch"] = score, epoch
-                    outputs.save_state(self.out / "best.safetensors", self.state())
+                    if main:
+                        outputs.save_state(self.out / "best.safetensors", self.state())
                 log.info("epoch %d %s", epoch, " ".join(f"{k}={v:.4f}" for k, v in row.items()
                                                         if k != "epoch"))
-                self._write_history(state["history"])
                 state["epoch"], state["seconds"] = epoch, time.time() - started
-                self._checkpoint(state, shuffle)
+                if main:
+                    self._write_history(state["history"])
+                    self._checkpoint(state, shuffle)
                 progress.advance(epochs)
+            dist.barrier(self.world)  # best.safetensors is written
             self.load(outputs.load_state(self.out / "best.safetensors"))
             test = self.predict(test_dl, progress, "test", maps=True)
-            report = self.c.aggregator.report(test_dl, self.device)
-        metrics = self._finish(test, state["history"], state["best_epoch"],
-                               time.time() - started, report)
-        self._figures()
+            report = {}
+            if main:
+                full_test = loader(c.dataset.split("test"), t.eval_batch_size, None,
+                                   t.num_workers)
+                report = self.c.aggregator.report(full_test, self.device)
+        metrics = {}
+        if main:
+            metrics = self._finish(test, state["history"], state["best_epoch"],
+                                   time.time() - started, report)
+            self._figures()
+        dist.barrier(self.world)
         return metrics
+
+    def _train_loader(self, shuffle: torch.Generator) -> Any:
+        t, split = self.recipe.train, self.c.dataset.split("train")
+        if not self.world.distributed:
+            return loader(split, t.batch_size, shuffle, t.num_workers)
+        sampler = DistributedSampler(split, num_replicas=self.world.size, rank=self.world.rank,
+                                     shuffle=True, seed=self.recipe.seed)
+        return torch.utils.data.DataLoader(
+            split, batch_size=t.batch_size // self.world.size, sampler=sampler,
+            num_workers=t.num_workers, collate_fn=collate,
+            pin_memory=self.device.type == "cuda", persistent_workers=t.num_workers > 0)
+
+    def _shard(self, split: Any) -> Any:
+        """This process's share of an evaluation split (every ``size``-th image)."""
+        if not self.world.distributed:
+            return split
+        return torch.utils.data.Subset(split, range(self.world.rank, len(split), self.world.size))
 
     # ------------------------------------------------------------- checkpoints
     def _checkpoint(self, state: dict[str, Any], shuffle: torch.Generator) -> None:
@@ -385,6 +501,7 @@ class Trainer:
                      "num_annotators": info.num_annotators, **info.details,
                      **({"fallback_from": self.c.fallback} if self.c.fallback else {})},
             "run": {"seed": self.recipe.seed, "device": str(self.device),
+                    "processes": self.world.size, "precision": str(self.dtype or "fp32"),
                     "seconds": round(seconds, 1), "esx_version": __version__,
                     "torch_version": torch.__version__, "recipe": self.source,
                     "components": {f: self.recipe.component(f).name for f in families}},

@@ -140,3 +140,26 @@ def test_normalized_cost_is_scale_free():
     # predicting nothing costs |E| / (|E| + 1) ~ 1, whatever the mask's size
     assert cost_empty == pytest.approx(16 / 17)
     assert _magi().cost(obs, empty)[0, 0, 0].item() == pytest.approx(16 / 256)
+
+
+def test_crop_round_trip_and_identity_without_masks():
+    """With ``crop``, generation space is a square around the observed masks; mapping a crop
+    back to the image returns the masks, and an image without masks keeps the whole frame."""
+    from esx.testing import context, tiny_batch
+    from esx_magi.magi import MagiParams
+
+    m = Magi(MagiParams(crop=True, gen_size=16), context(annotators=3, size=32))
+    b = tiny_batch(size=32)
+    b.masks.zero_()
+    b.masks[:, :, 10:14, 18:22] = 1
+    b.masks *= b.mask_valid[..., None, None]
+    theta = m._crop_theta(b)
+    _, _, observed = m.generate(b)
+    pos = b.label.bool()
+    # 4x4 box, crop side 2 x 4 = 8 px at 16 x 16: the mask fills a quarter of the crop
+    assert torch.allclose(observed[pos][b.mask_valid[pos]].mean((-2, -1)), torch.tensor(0.25))
+    back = m.to_image(observed, b)
+    assert torch.equal((back > 0.5).float(), b.masks)
+    neg = ~pos
+    assert torch.equal(theta[neg], torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(
+        int(neg.sum()), 2, 3))

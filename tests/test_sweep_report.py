@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import yaml
 from typer.testing import CliRunner
@@ -84,3 +85,19 @@ def test_seed_specs():
     res = CliRunner().invoke(app, ["sweep", "recipes/table1", "--seeds", "two"])
     assert res.exit_code == 2 and "'two' is not a seed or a range" in res.output
     assert "Traceback" not in res.output
+
+
+def test_same_experiment_under_two_labels_runs_once(tmp_path, tiny_recipe):
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    _write(grid, "a_x", tiny_recipe, "X", "a")
+    _write(grid, "b_x", tiny_recipe, "X", "b")
+    out = tmp_path / "runs"
+    res = CliRunner().invoke(app, ["sweep", str(grid), "--out", str(out)],
+                             env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "reuse b_x seed 0: the same experiment as" in res.output and "'reused': 1" in res.output
+    a = json.loads((out / "a_x" / "seed0" / "metrics.json").read_text())
+    b = json.loads((out / "b_x" / "seed0" / "metrics.json").read_text())
+    assert a["test"] == b["test"] and b["run"]["same_as"].endswith("seed0")
+    assert "group: b" in (out / "b_x" / "seed0" / "recipe.yaml").read_text()

@@ -21,6 +21,11 @@ def test_every_aggregator_keeps_the_contract(name):
     testing.check_aggregator(REG.get("aggregator", name), params, registry=REG)
 
 
+def test_magi_with_crops_keeps_the_contract():
+    testing.check_aggregator(REG.get("aggregator", "magi"),
+                             {"gen_size": 16, "width": 4, "crop": True}, registry=REG)
+
+
 @pytest.mark.parametrize("name", REG.names("loss"))
 def test_every_loss_keeps_the_contract(name):
     testing.check_loss(REG.get("loss", name))

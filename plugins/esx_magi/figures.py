@@ -9,7 +9,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from esx.figures import save_png  # noqa: E402
 from esx.masks import vote  # noqa: E402
@@ -27,8 +26,7 @@ def gallery(magi, batch: Batch, path: Path) -> None:
     b = Batch(**{k: (v[rows] if isinstance(v, torch.Tensor) else v)
                  for k, v in vars(batch).items()})
     probs, _, _ = magi.generate(b)
-    gen = (F.interpolate(probs, size=b.masks.shape[-2:], mode="bilinear",
-                         align_corners=False) > 0.5).float()
+    gen = (magi.to_image(probs, b) > 0.5).float()
     u = gen.shape[1]
     noisy_c = vote(b.masks, b.mask_valid)
     gen_c = vote(gen, torch.ones_like(b.mask_valid))

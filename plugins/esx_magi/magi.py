@@ -59,6 +59,11 @@ class MagiParams(Params):
     detach_targets: bool = Field(True, description="keep L_exp gradients out of the generator")
     warmup_steps: int = Field(0, ge=0, description="steps before the generated masks supervise")
     lr: float | None = Field(1e-3, gt=0, description="generator learning rate; null = train.lr")
+    crop: bool = Field(
+        False, description="generate in a square around each image's observed masks (the "
+        "geometry of the paper's nodule-centred LIDC crops) instead of the whole image"
+    )
+    crop_scale: float = Field(2.0, ge=1.0, description="crop side / side of the masks' box")
     gen_loss: Literal["l1", "normalized_l1"] = Field(
         "l1", description="l1: the paper's mean |E - Ê|; normalized_l1: divided by the area of "
         "E ∪ Ê, so a mask covering 1% of the image is not pushed towards empty"
@@ -94,12 +99,57 @@ class Magi(Aggregator):
         return self.omega.softmax(0)
 
     def generate(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
-        """Generated mask probabilities ``(B, U, R, R)``, KL ``(B,)``, observed ``(B, U, R, R)``."""
+        """Generated mask probabilities ``(B, U, R, R)``, KL ``(B,)``, observed ``(B, U, R, R)``.
+
+        All three live in generation space: the whole image at R x R, or with
+        ``crop`` the square around each image's observed masks; :meth:`to_image`
+        maps generated masks back to the image.
+        """
         r = self.params.gen_size
-        observed = resize(batch.masks, r)
-        t = resize(vote(batch.masks, batch.mask_valid), r)
-        logits, kl = self.generator(resize(batch.image, r), t)
+        t = vote(batch.masks, batch.mask_valid)
+        if not self.params.crop:
+            observed, t, image = resize(batch.masks, r), resize(t, r), resize(batch.image, r)
+        else:
+            theta = self._crop_theta(batch)
+            observed, t, image = (_sample(x, theta, r) for x in (batch.masks, t, batch.image))
+        logits, kl = self.generator(image, t)
         return logits.sigmoid(), kl, observed
+
+    def to_image(self, masks: Tensor, batch: Batch) -> Tensor:
+        """Generation-space masks ``(B, K, R, R)`` at the image's size ``(B, K, H, W)``."""
+        size = batch.masks.shape[-2:]
+        if not self.params.crop:
+            return F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+        theta = self._crop_theta(batch)
+        inverse = torch.zeros_like(theta)
+        inverse[:, 0, 0], inverse[:, 1, 1] = 1 / theta[:, 0, 0], 1 / theta[:, 1, 1]
+        inverse[:, :, 2] = -theta[:, :, 2] / theta[:, [0, 1], [0, 1]]
+        grid = F.affine_grid(inverse, (masks.shape[0], masks.shape[1], *size),
+                             align_corners=False)
+        return F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)
+
+    def _crop_theta(self, batch: Batch) -> Tensor:
+        """``(B, 2, 3)`` affine maps of the crops: a square of ``crop_scale`` times the side
+        of the box around each image's valid masks (the whole image where there is none)."""
+        union = (batch.masks * batch.mask_valid[..., None, None]).amax(1) > 0  # (B, H, W)
+        h, w = union.shape[-2:]
+        theta = torch.zeros(union.shape[0], 2, 3, device=union.device)
+        spans = []
+        for axis, n in ((2, h), (1, w)):  # rows (y), then columns (x)
+            hit = union.any(dim=axis)
+            idx = torch.arange(n, device=union.device).expand_as(hit)
+            lo = torch.where(hit, idx, n).amin(1).float()
+            hi = torch.where(hit, idx, -1).amax(1).float()
+            spans.append((lo, hi, n))
+        side = torch.maximum(spans[0][1] - spans[0][0], spans[1][1] - spans[1][0]) + 1
+        side = (side * self.params.crop_scale).clamp(min=8.0)
+        has = union.flatten(1).any(1)
+        for row, (lo, hi, n) in zip((1, 0), spans, strict=True):
+            center = (lo + hi + 1) / n - 1  # pixel centre of the box, in [-1, 1]
+            theta[:, row, row] = torch.where(has, side / n, torch.ones_like(side))
+            theta[:, row, 2] = torch.where(has, center, torch.zeros_like(center))
+        return theta
 
     def forward(self, batch: Batch) -> AggregatorOutput:
         probs, kl, observed = self.generate(batch)
@@ -126,7 +176,6 @@ class Magi(Aggregator):
         return diff.sum(dim=(-2, -1)) / (union + 1.0)
 
     def _targets(self, probs: Tensor, batch: Batch) -> Targets:
-        size = batch.masks.shape[-2:]
         src = probs.detach() if self.params.detach_targets else probs
         rows = batch.annotated.to(probs.dtype)
         if self.training and int(self.steps) <= self.params.warmup_steps:
@@ -137,9 +186,9 @@ class Magi(Aggregator):
             soft = hard + src - src.detach()
             masks = vote(soft, torch.ones_like(batch.mask_valid)) if self.params.detach_targets \
                 else _soft_vote(soft)
-            masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+            masks = self.to_image(masks, batch)
             return Targets(masks=masks.clamp(0, 1), weights=rows[:, None])
-        masks = F.interpolate(src, size=size, mode="bilinear", align_corners=False)
+        masks = self.to_image(src, batch)
         weights = rows[:, None] * self.weights[None]
         return Targets(masks=masks.clamp(0, 1), weights=weights)
 
@@ -155,6 +204,13 @@ class Magi(Aggregator):
 
         gallery(self, batch, out / "magi_gallery.png")
         weights(self, out / "magi_weights.png")
+
+
+def _sample(x: Tensor, theta: Tensor, r: int) -> Tensor:
+    """The crops ``theta`` of ``x (B, C, H, W)``, bilinear, at ``(B, C, r, r)``."""
+    grid = F.affine_grid(theta, (x.shape[0], x.shape[1], r, r), align_corners=False)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)
 
 
 def _soft_vote(masks: Tensor) -> Tensor:

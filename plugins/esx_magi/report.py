@@ -72,8 +72,7 @@ def evaluate(magi: Any, loader: Any, device: torch.device) -> dict[str, Any]:
     for batch in loader:
         batch = batch.to(device)
         probs, _, observed = magi.generate(batch)
-        full = F.interpolate(probs, size=batch.masks.shape[-2:], mode="bilinear",
-                             align_corners=False)
+        full = magi.to_image(probs, batch)
         gen_bin = (full > 0.5).float()
         rows = batch.annotated & (batch.label > 0)
         if batch.truth is not None:
