@@ -61,9 +61,21 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def _reference(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """One process, the same two shards per step as DDP's samplers, gradients averaged."""
+    """One process, the same two shards per step as DDP's samplers, gradients averaged.
+
+    Single-threaded like the workers, so that the convolutions sum in the same order.
+    """
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         os.environ.pop(key, None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _reference_steps(out)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _reference_steps(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     trainer = Trainer(validate_recipe(RECIPE, registry()), registry(), out)
     t, split = trainer.recipe.train, trainer.c.dataset.split("train")
     samplers = [DistributedSampler(split, num_replicas=2, rank=r, shuffle=True,
