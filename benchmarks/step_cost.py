@@ -155,26 +155,20 @@ def _loading(size: int, batch: int, device: str, repeats: int) -> dict[str, floa
     cached = _cached(t, batch)
     dl = loader(t.c.dataset.split("train"), batch, None, t.recipe.train.num_workers)
     sync = torch.cuda.synchronize if t.device.type == "cuda" else (lambda: None)
+    for _ in dl:  # render (and cache) every sample once, outside the timing
+        pass
     t.step(cached)
-    fed, still = [], []
-    for b in dl:
+
+    def per_step(batches) -> float:
         sync()
         start = time.perf_counter()
-        t.step(b.to(t.device, non_blocking=True))
+        for b in batches:  # DataLoader time is spent in the loop header: time it whole
+            t.step(b.to(t.device, non_blocking=True))
         sync()
-        fed.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        t.step(cached)
-        sync()
-        still.append(time.perf_counter() - start)
-    # DataLoader time is spent inside the loop header: measure it as a whole.
-    sync()
-    start = time.perf_counter()
-    for b in dl:
-        t.step(b.to(t.device, non_blocking=True))
-    sync()
-    with_loading = (time.perf_counter() - start) / len(dl)
-    cached_s = statistics.median(still)
+        return (time.perf_counter() - start) / len(dl)
+
+    cached_s = per_step([cached] * len(dl))
+    with_loading = per_step(dl)
     return {"step_with_loading_s": with_loading, "step_cached_s": cached_s,
             "ratio": with_loading / cached_s}
 

@@ -51,7 +51,7 @@ def run(
     from esx.outputs import prepare_run_dir
     from esx.plugins import registry
     from esx.recipe import load_recipe
-    from esx.trainer import Trainer
+    from esx.trainer import Trainer, choose_device
 
     world = dist.from_env()  # torchrun: only the main process prints and writes
     console = Console(quiet=quiet or not world.main, soft_wrap=True)
@@ -69,8 +69,7 @@ def run(
             r = load_recipe(recipe, reg, set_ or [])
             out = out or Path("runs") / f"{recipe.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
             if world.distributed:
-                gpu = r.device != "cpu" and torch_cuda_available()
-                dist.setup(world, "cuda" if gpu else "cpu")
+                dist.setup(world, choose_device(r.device, world).type)
                 out = dist.broadcast(out, world)
             created = not out.exists()
             problem = None
@@ -99,12 +98,6 @@ def run(
     for table in _report_tables(metrics.get("aggregator", {})):
         console.print(table)
     console.print(f"run folder: [bold]{out}[/]")
-
-
-def torch_cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _results_table(metrics: dict) -> Table:

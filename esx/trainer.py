@@ -159,12 +159,14 @@ def build(recipe: Recipe, registry: Registry, device: torch.device) -> Component
                       fallback)
 
 
-def loader(ds: Any, batch_size: int, shuffle: torch.Generator | None, workers: int) -> Any:
-    """A DataLoader of :class:`Batch`; shuffled with ``shuffle`` when given."""
+def loader(ds: Any, batch_size: int, shuffle: torch.Generator | None, workers: int,
+           sampler: Any = None) -> Any:
+    """A DataLoader of :class:`Batch`; shuffled with ``shuffle`` when given, else in the
+    order of ``sampler`` (a distributed shard) when given."""
     return torch.utils.data.DataLoader(
         ds, batch_size=batch_size, shuffle=shuffle is not None, num_workers=workers,
-        collate_fn=collate, generator=shuffle, pin_memory=torch.cuda.is_available(),
-        persistent_workers=workers > 0,
+        collate_fn=collate, generator=shuffle, sampler=sampler,
+        pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
     )
 
 
@@ -406,10 +408,7 @@ class Trainer:
             return loader(split, t.batch_size, shuffle, t.num_workers)
         sampler = DistributedSampler(split, num_replicas=self.world.size, rank=self.world.rank,
                                      shuffle=True, seed=self.recipe.seed)
-        return torch.utils.data.DataLoader(
-            split, batch_size=t.batch_size // self.world.size, sampler=sampler,
-            num_workers=t.num_workers, collate_fn=collate,
-            pin_memory=self.device.type == "cuda", persistent_workers=t.num_workers > 0)
+        return loader(split, t.batch_size // self.world.size, None, t.num_workers, sampler)
 
     def _shard(self, split: Any) -> Any:
         """This process's share of an evaluation split (every ``size``-th image)."""

@@ -98,29 +98,30 @@ class Magi(Aggregator):
         """``(U,)`` learned annotator weights, summing to 1."""
         return self.omega.softmax(0)
 
-    def generate(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+    def generate(self, batch: Batch, theta: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor, Tensor]:
         """Generated mask probabilities ``(B, U, R, R)``, KL ``(B,)``, observed ``(B, U, R, R)``.
 
         All three live in generation space: the whole image at R x R, or with
         ``crop`` the square around each image's observed masks; :meth:`to_image`
-        maps generated masks back to the image.
+        maps generated masks back to the image. ``theta``: the crops, if already computed.
         """
         r = self.params.gen_size
         t = vote(batch.masks, batch.mask_valid)
         if not self.params.crop:
             observed, t, image = resize(batch.masks, r), resize(t, r), resize(batch.image, r)
         else:
-            theta = self._crop_theta(batch)
+            theta = self._crop_theta(batch) if theta is None else theta
             observed, t, image = (_sample(x, theta, r) for x in (batch.masks, t, batch.image))
         logits, kl = self.generator(image, t)
         return logits.sigmoid(), kl, observed
 
-    def to_image(self, masks: Tensor, batch: Batch) -> Tensor:
+    def to_image(self, masks: Tensor, batch: Batch, theta: Tensor | None = None) -> Tensor:
         """Generation-space masks ``(B, K, R, R)`` at the image's size ``(B, K, H, W)``."""
         size = batch.masks.shape[-2:]
         if not self.params.crop:
             return F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
-        theta = self._crop_theta(batch)
+        theta = self._crop_theta(batch) if theta is None else theta
         inverse = torch.zeros_like(theta)
         inverse[:, 0, 0], inverse[:, 1, 1] = 1 / theta[:, 0, 0], 1 / theta[:, 1, 1]
         inverse[:, :, 2] = -theta[:, :, 2] / theta[:, [0, 1], [0, 1]]
@@ -152,7 +153,8 @@ class Magi(Aggregator):
         return theta
 
     def forward(self, batch: Batch) -> AggregatorOutput:
-        probs, kl, observed = self.generate(batch)
+        theta = self._crop_theta(batch) if self.params.crop else None  # once per step
+        probs, kl, observed = self.generate(batch, theta)
         annotated = batch.annotated
         cost = self.cost(observed, probs)
         assign = align(cost, batch.mask_valid)  # (B, V)
@@ -163,7 +165,7 @@ class Magi(Aggregator):
         loss = l1 + self.params.beta * kl_term
         if self.training:
             self.steps += 1
-        targets = self._targets(probs, batch)
+        targets = self._targets(probs, batch, theta)
         logs = {"gen_l1": float(l1.detach()), "gen_kl": float(kl_term.detach())}
         return AggregatorOutput(targets=targets, loss=loss, logs=logs)
 
@@ -175,7 +177,7 @@ class Magi(Aggregator):
         union = torch.maximum(observed[:, :, None], probs[:, None]).sum(dim=(-2, -1))
         return diff.sum(dim=(-2, -1)) / (union + 1.0)
 
-    def _targets(self, probs: Tensor, batch: Batch) -> Targets:
+    def _targets(self, probs: Tensor, batch: Batch, theta: Tensor | None) -> Targets:
         src = probs.detach() if self.params.detach_targets else probs
         rows = batch.annotated.to(probs.dtype)
         if self.training and int(self.steps) <= self.params.warmup_steps:
@@ -186,9 +188,9 @@ class Magi(Aggregator):
             soft = hard + src - src.detach()
             masks = vote(soft, torch.ones_like(batch.mask_valid)) if self.params.detach_targets \
                 else _soft_vote(soft)
-            masks = self.to_image(masks, batch)
+            masks = self.to_image(masks, batch, theta)
             return Targets(masks=masks.clamp(0, 1), weights=rows[:, None])
-        masks = self.to_image(src, batch)
+        masks = self.to_image(src, batch, theta)
         weights = rows[:, None] * self.weights[None]
         return Targets(masks=masks.clamp(0, 1), weights=weights)
 
