@@ -85,3 +85,38 @@ def test_match_resolutions():
     up = GradCam(GradCamParams(compare_at="mask"), CTX)
     m2, t2 = up.match(maps, Targets(masks, torch.ones(2, 1)))
     assert m2.shape == (2, 16, 16) and t2.masks.shape == (2, 1, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("mode", "cell", "others"),
+    [("area", 0.25, 0.0), ("area_max", 1.0, 0.0), ("nearest", 0.0, 0.0)],
+)
+def test_mask_resize_small_lesion(mode, cell, others):
+    """A 2x2 lesion inside a 4x4 cell, hand-computed per mode."""
+    expl = GradCam(GradCamParams(compare_at="map", mask_resize=mode), CTX)
+    masks = torch.zeros(1, 2, 16, 16)
+    masks[0, 0, 1:3, 1:3] = 1  # a quarter of the top-left cell, off its sampled pixel (0, 0)
+    # The second mask is empty: area_max must leave it empty (no division by 0).
+    _, t = expl.match(torch.rand(1, 4, 4), Targets(masks, torch.ones(1, 2)))
+    assert t.masks[0, 0, 0, 0].item() == pytest.approx(cell)
+    assert t.masks[0, 0].flatten()[1:].abs().max().item() == others
+    assert torch.equal(t.masks[0, 1], torch.zeros(4, 4))
+
+
+def test_mask_resize_nearest_samples_one_pixel_per_cell():
+    expl = GradCam(GradCamParams(compare_at="map", mask_resize="nearest"), CTX)
+    masks = torch.zeros(1, 1, 16, 16)
+    masks[0, 0, 4, 8] = 1  # nearest samples pixel (4i, 4j): this one is cell (1, 2)
+    _, t = expl.match(torch.rand(1, 4, 4), Targets(masks, torch.ones(1, 1)))
+    expected = torch.zeros(4, 4)
+    expected[1, 2] = 1
+    assert torch.equal(t.masks[0, 0], expected)
+
+
+def test_mask_resize_area_max_keeps_proportions():
+    expl = GradCam(GradCamParams(compare_at="map", mask_resize="area_max"), CTX)
+    masks = torch.zeros(1, 1, 16, 16)
+    masks[0, 0, 0:4, 0:4] = 1  # a full cell
+    masks[0, 0, 4:6, 0:4] = 1  # half of the cell below
+    _, t = expl.match(torch.rand(1, 4, 4), Targets(masks, torch.ones(1, 1)))
+    assert t.masks[0, 0, 0, 0] == 1 and t.masks[0, 0, 1, 0] == pytest.approx(0.5)

@@ -82,17 +82,28 @@ def test_wrong_object_marks_something_else():
     assert np.mean([o == 0 for o in overlaps]) > 0.8
 
 
+def marker_seen(image: torch.Tensor) -> bool:
+    """The marker is the brightest square in a corner region outside the body."""
+    img = image[0]
+    regions = [img[:12, :12], img[:12, -12:], img[-12:, :12], img[-12:, -12:]]
+    return max(r.max().item() for r in regions) > 2.0
+
+
 @pytest.mark.parametrize("split, expect_corr", [("train", True), ("test", False)])
 def test_cue_correlates_only_in_training(split, expect_corr):
     p = PhantomParams(image_size=64, n_train=200, n_val=2, n_test=200)
     ds = Phantom(p).split(split)
-    corner = []
-    for i in range(len(ds)):
-        img = ds[i].image[0]
-        # the marker is the brightest square in a corner region outside the body
-        regions = [img[:12, :12], img[:12, -12:], img[-12:, :12], img[-12:, -12:]]
-        corner.append(max(r.max().item() for r in regions) > 2.0)
+    corner = [marker_seen(ds[i].image) for i in range(len(ds))]
     labels = np.array([ds[i].label for i in range(len(ds))])
     corner = np.array(corner)
     gap = corner[labels == 1].mean() - corner[labels == 0].mean()
     assert (gap > 0.6) if expect_corr else (abs(gap) < 0.2)
+
+
+def test_cue_present_matches_the_rendered_image():
+    ds = Phantom(PhantomParams(image_size=64, n_train=2, n_val=2, n_test=60)).split("test")
+    flags = [ds.cue_present(i) for i in range(len(ds))]
+    assert flags == [marker_seen(ds[i].image) for i in range(len(ds))]
+    assert 10 < sum(flags) < 50  # both kinds occur
+    with pytest.raises(IndexError):
+        ds.cue_present(60)

@@ -11,7 +11,11 @@ through the head (pooling + linear) and costs almost nothing. With
 term); with False, α is a constant, as in the RES reference code.
 
 Departures from the reference code: no second forward per sample, no train-
-mode batch-1 pass, and the whole batch at once.
+mode batch-1 pass, and the whole batch at once. Masks reach the map by
+``mask_resize``; its default, ``area_max``, divides each area-downsampled
+mask by its largest cell as original GRADIA does, so a lesion smaller than a
+cell still has a target of 1 where it lies (docs/phantom.md shows why that
+matters).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pydantic import Field
 from torch import Tensor
 
 from esx.interfaces import Backbone, BuildContext, Explainer, Params
-from esx.masks import area_downsample
+from esx.masks import area_downsample, resize_masks
 from esx.types import Targets
 
 
@@ -33,8 +37,15 @@ class GradCamParams(Params):
     eps: float = Field(1e-6, gt=0)
     compare_at: Literal["map", "mask"] = Field(
         "map",
-        description="map: masks area-downsampled to the map (RES code, 7x7 at 224 px); "
+        description="map: masks brought down to the map (RES code, 7x7 at 224 px; see "
+        "mask_resize); "
         "mask: map upsampled bilinearly to the mask size",
+    )
+    mask_resize: Literal["area", "area_max", "nearest"] = Field(
+        "area_max",
+        description="with compare_at: map, how masks reach the map: area (covered fraction "
+        "of each cell), area_max (the same divided by the mask's largest cell, as original "
+        "GRADIA), nearest (one sample per cell, as the RES code's GRADIA)",
     )
 
 
@@ -103,7 +114,7 @@ class GradCam(Explainer):
             return maps, targets
         ann = targets.annotated
         return maps, Targets(
-            masks=area_downsample(targets.masks, size),
+            masks=resize_masks(targets.masks, size, self.params.mask_resize),
             weights=targets.weights,
             annotated=None if ann is None else area_downsample(ann.float(), size) > 0.5,
         )

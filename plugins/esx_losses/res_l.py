@@ -6,8 +6,9 @@ the classifier (its parameters join the optimiser through the loss).
 
 Departure from the public code: its kernel (1→1 channel, size 64, stride 32,
 padding 16) maps the 224×224 mask to 7×7 directly. esx compares at the map's
-resolution after ``explainer.match`` has area-downsampled the mask, so the
-learned kernel here is a 3×3 convolution on that downsampled mask, initialised
+resolution after ``explainer.match`` has brought the mask down to it
+(``explainer.params.mask_resize``), so the learned kernel here is a 3×3
+convolution on that downsampled mask, initialised
 to RES-G's Gaussian — RES-L starts as RES-G and learns from there. As in the
 public code the imputation is not detached (``detach_imputation: false``), so
 it co-adapts with the classifier; L_B anchors it to the labels.

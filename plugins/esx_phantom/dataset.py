@@ -105,7 +105,8 @@ class PhantomSplit(torch.utils.data.Dataset):
             self._cache[i] = s
         return s
 
-    def make(self, i: int) -> Sample:
+    def _draws(self, i: int) -> tuple[np.random.Generator, bool, bool, bool]:
+        """The sample's generator and its first draws: label, look-alike, cue."""
         p = self.p
         rng = np.random.default_rng([p.seed, self.code, i])
         positive = bool(self.labels[i])
@@ -113,9 +114,21 @@ class PhantomSplit(torch.utils.data.Dataset):
             p_cue = p.cue.strength if positive else 1 - p.cue.strength
         else:
             p_cue = p.cue.p_uncorrelated
+        lookalike = bool(rng.random() < p.lookalike_prob)
+        return rng, positive, lookalike, bool(rng.random() < p_cue)
+
+    def cue_present(self, i: int) -> bool:
+        """Whether sample ``i`` holds the spurious marker (without rendering it)."""
+        if i < 0 or i >= self.n:
+            raise IndexError(i)
+        return self._draws(i)[3]
+
+    def make(self, i: int) -> Sample:
+        p = self.p
+        rng, positive, lookalike, cue = self._draws(i)
         sl = render(
-            rng, p.image_size, positive=positive, lookalike=rng.random() < p.lookalike_prob,
-            cue=rng.random() < p_cue, lesion_radius=p.lesion_radius,
+            rng, p.image_size, positive=positive, lookalike=lookalike,
+            cue=cue, lesion_radius=p.lesion_radius,
             lesion_contrast=p.lesion_contrast, cue_size=p.cue.size,
             cue_intensity=p.cue.intensity, noise=p.noise,
         )
