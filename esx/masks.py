@@ -47,10 +47,12 @@ def resize_masks(masks: Tensor, size: tuple[int, int], mode: str) -> Tensor:
     - ``area``: the covered fraction of each cell (soft; a lesion smaller than
       a cell never reaches 1).
     - ``area_max``: the same, divided by each mask's largest cell, so the most
-      covered cell is 1 (original GRADIA's target, without its blur); an empty
-      mask stays empty.
-    - ``nearest``: one sample per cell (the RES code's GRADIA); a lesion
-      between sample points vanishes.
+      covered cell is 1; an empty mask stays empty.
+    - ``nearest``: one sample per cell; a lesion between sample points
+      vanishes.
+
+    Which loss's reference code used which mode is documented with the
+    explainer plugin that calls this.
     """
     if mode == "area":
         return area_downsample(masks, size)
