@@ -72,7 +72,7 @@ def table2(rows: list[Row]) -> list[dict[str, Any]]:
         if not gens:
             continue
         for side in ("noisy", "generated"):
-            rec = {"method": r.label, "masks": side, "seeds": len(gens)}
+            rec = {"group": r.group, "method": r.label, "masks": side, "seeds": len(gens)}
             for k in GENERATION:
                 rec[k] = _stats([g[side][k] for g in gens])
             out.append(rec)
@@ -101,11 +101,11 @@ def markdown(t1: list[dict[str, Any]], t2: list[dict[str, Any]], note: str) -> s
                      + " | ".join(cells) + " |")
     if t2:
         lines += ["", "## Table 2: aggregated masks vs the true mask (test)", "",
-                  "| method | masks | seeds | " + " | ".join(GENERATION) + " |",
-                  "|" + " --- |" * (3 + len(GENERATION))]
+                  "| group | method | masks | seeds | " + " | ".join(GENERATION) + " |",
+                  "|" + " --- |" * (4 + len(GENERATION))]
         for rec in t2:
             cells = [f"{rec[k][0]:.5f} ± {rec[k][1]:.5f}" for k in GENERATION]
-            lines.append(f"| {rec['method']} | {rec['masks']} | {rec['seeds']} | "
+            lines.append(f"| {rec['group']} | {rec['method']} | {rec['masks']} | {rec['seeds']} | "
                          + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

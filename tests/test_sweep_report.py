@@ -41,7 +41,7 @@ def test_sweep_then_report(tmp_path, tiny_recipe):
     md = (out / "report.md").read_text()
     assert "| a | Baseline | 2 | 1 |" in md and "| a | MAGI | 2 | 1 |" in md
     assert "reduced from the paper's 30" in md and "Data: synthetic" in md
-    assert "## Table 2" in md and "| MAGI | noisy | 2 |" in md
+    assert "## Table 2" in md and "| a | MAGI | noisy | 2 |" in md
     rows = list(csv.DictReader((out / "table1.csv").open()))
     assert {r["method"] for r in rows} == {"Baseline", "MAGI"}
     import json
