@@ -6,8 +6,11 @@ import csv
 import importlib.util
 
 import pytest
+import torch
 import yaml
+from typer.testing import CliRunner
 
+from esx.cli import app
 from esx.errors import EsxError
 from esx_phantom.dataset import Phantom, PhantomParams
 
@@ -55,3 +58,41 @@ def test_cue_reliance_refuses_other_data(tmp_path, tiny_recipe):
     write_run(tmp_path / "r", tiny_recipe, [(0, 0)])
     with pytest.raises(EsxError, match="has no spurious marker"):
         load_script("cue_reliance").reliance(tmp_path / "r")
+
+
+def test_overlap_sums_hand_computed():
+    truth = torch.zeros(3, 4, 4)
+    truth[:, 0:2, 0:2] = 1                      # a 2x2 nodule in every image
+    pred = torch.zeros(3, 4, 4)
+    pred[0, 0:2, 0:2] = 1                       # exactly the nodule
+    pred[1, 0, 0] = 1
+    pred[1, 3, 0:3] = 1                         # 1 of 4 marked pixels on the nodule
+    # image 2: empty
+    got = load_script("target_overlap").overlap_sums(pred, truth)
+    assert got == {"n": 3.0, "empty": 1.0, "touches": 2.0, "mostly_outside": 1.0,
+                   "precision": 1.0 + 0.25, "recall": 1.0 + 0.25, "area": 8.0}
+
+
+def test_target_overlap_on_a_tiny_magi_run(tmp_path, tiny_recipe, capsys):
+    tiny_recipe["aggregator"] = {"name": "magi", "params": {"gen_size": 16}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_recipe))
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "r.yaml"), "--out",
+                                   str(tmp_path / "run"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    mod = load_script("target_overlap")
+    got = mod.overlap(tmp_path / "run", "train")
+    assert set(got) == {"noisy", "generated"}
+    n = got["noisy"]["n"]
+    assert n > 0 and got["generated"]["n"] == n
+    for s in got.values():
+        assert 0 <= s["empty"] + s["touches"] <= n and 0 <= s["precision"] <= 1
+    assert got["noisy"]["empty"] == 0           # an annotated positive has a mask to vote on
+    mod.main([str(tmp_path / "run"), "--splits", "test"])
+    assert "| test | generated |" in capsys.readouterr().out
+
+
+def test_target_overlap_refuses_a_run_without_generator(tmp_path, tiny_recipe):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe))
+    with pytest.raises(EsxError, match="needs a MAGI run"):
+        load_script("target_overlap").overlap(tmp_path / "r", "train")
