@@ -4,8 +4,9 @@
 skipped; one with ``last.safetensors`` but no ``metrics.json`` (interrupted)
 is resumed; anything else starts afresh. Two recipes that differ only in
 ``label`` and ``group`` (the paper's "Proposed" row sits in both panels of
-Table 1) are the same experiment: the second reuses the first's finished run
-(a copy, with its own recipe.yaml and ``run.same_as`` in metrics.json).
+Table 1) are the same experiment: the second reuses the first's finished run,
+made by this sweep or by an earlier one into the same folder (a copy, with
+its own recipe.yaml and ``run.same_as`` in metrics.json).
 Every recipe is validated before the first run starts, so a typo in the last
 recipe fails in seconds, not hours.
 """
@@ -17,12 +18,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from esx.errors import EsxError, RecipeError
 from esx.plugins import Registry
-from esx.recipe import Recipe, load_recipe
+from esx.recipe import Recipe, dump_recipe, load_recipe
 
 
 @dataclass
@@ -68,16 +70,18 @@ def plan(paths: list[Path], seeds: list[int], out: Path, registry: Registry,
     return jobs
 
 
-def experiment_key(recipe: Recipe) -> str:
-    """What a run computes: the recipe without its report labels."""
-    return json.dumps(recipe.model_dump(mode="json", exclude={"label", "group"}),
-                      sort_keys=True)
+def experiment_key(recipe: Recipe, registry: Registry) -> str:
+    """What a run computes: the resolved recipe (defaults filled in, as a run
+    folder's recipe.yaml holds it) without its report labels."""
+    data = yaml.safe_load(dump_recipe(recipe, registry))
+    data.pop("label", None)
+    data.pop("group", None)
+    return json.dumps(data, sort_keys=True)
 
 
 def reuse(source: Path, job: Job, registry: Registry) -> None:
     """Copy a finished run for a recipe that differs from its own only in labels."""
     from esx import outputs
-    from esx.recipe import dump_recipe
 
     tmp = job.folder.with_name(job.folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -91,20 +95,40 @@ def reuse(source: Path, job: Job, registry: Registry) -> None:
     tmp.rename(job.folder)
 
 
+def finished_runs(out: Path, registry: Registry) -> dict[str, Path]:
+    """Experiment key → folder of every finished run already under ``out``.
+
+    Lets a later sweep reuse a run that an earlier sweep made for another
+    recipe of the same experiment. A run whose saved recipe no longer loads
+    (written by an older esx, say) is simply not offered for reuse.
+    """
+    found: dict[str, Path] = {}
+    if not out.is_dir():
+        return found
+    for metrics in sorted(out.glob("*/seed*/metrics.json")):
+        folder = metrics.parent
+        try:
+            recipe = load_recipe(folder / "recipe.yaml", registry)
+        except (RecipeError, EsxError):
+            continue
+        found.setdefault(experiment_key(recipe, registry), folder)
+    return found
+
+
 def run_sweep(paths: list[Path], seeds: list[int], out: Path, registry: Registry,
               overrides: list[str], console: Console) -> dict[str, int]:
     from esx.trainer import Trainer
 
     jobs = plan(paths, seeds, out, registry, overrides)
     counts = {"done": 0, "skipped": 0, "resumed": 0, "reused": 0}
-    finished: dict[str, Path] = {}
+    finished = finished_runs(out, registry)
     quiet = Console(quiet=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("sweep", total=len(jobs))
         for job in jobs:
             label = f"{job.recipe_path.stem} seed {job.seed}"
-            key = experiment_key(job.recipe)
+            key = experiment_key(job.recipe, registry)
             same = finished.get(key)
             if not (job.folder / "metrics.json").is_file() and same is not None:
                 reuse(same, job, registry)

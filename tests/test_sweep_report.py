@@ -101,3 +101,33 @@ def test_same_experiment_under_two_labels_runs_once(tmp_path, tiny_recipe):
     b = json.loads((out / "b_x" / "seed0" / "metrics.json").read_text())
     assert a["test"] == b["test"] and b["run"]["same_as"].endswith("seed0")
     assert "group: b" in (out / "b_x" / "seed0" / "recipe.yaml").read_text()
+
+
+def test_reuse_spans_sweeps_into_one_folder(tmp_path, tiny_recipe):
+    """A later sweep reuses a run that an earlier sweep made for another recipe."""
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    _write(grid, "a_x", tiny_recipe, "X", "a")
+    _write(grid, "b_x", tiny_recipe, "X", "b")
+    other = {**tiny_recipe, "loss": {"name": "none"}}
+    _write(grid, "c_other", other, "Other", "b")
+    out = tmp_path / "runs"
+    runner = CliRunner()
+    first = runner.invoke(app, ["sweep", str(grid / "a_x.yaml"), "--out", str(out)],
+                          env={"COLUMNS": "200"})
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, ["sweep", str(grid / "b_x.yaml"), str(grid / "c_other.yaml"),
+                                 "--out", str(out)], env={"COLUMNS": "200"})
+    assert second.exit_code == 0, second.output
+    assert "reuse b_x seed 0: the same experiment as" in second.output
+    assert "'done': 1" in second.output and "'reused': 1" in second.output
+    a = json.loads((out / "a_x" / "seed0" / "metrics.json").read_text())
+    b = json.loads((out / "b_x" / "seed0" / "metrics.json").read_text())
+    assert a["test"] == b["test"] and b["run"]["same_as"] == str(out / "a_x" / "seed0")
+    # a saved recipe that no longer loads is not offered for reuse, and breaks nothing
+    (out / "a_x" / "seed0" / "recipe.yaml").write_text("version: 1\nbogus: [")
+    from esx.plugins import registry
+    from esx.sweep import finished_runs
+
+    assert set(finished_runs(out, registry()).values()) == {out / "b_x" / "seed0",
+                                                            out / "c_other" / "seed0"}
