@@ -11,7 +11,7 @@ from esx.errors import EsxError
 from esx.interfaces import BuildContext, DataInfo
 from esx.types import Targets
 from esx_aggregators import MeanLoss, RandomMask
-from esx_losses import Haics, ResG, ResL
+from esx_losses import Gradia, Haics, ResG, ResL
 from esx_losses.res_g import gaussian_blur3
 from esx_losses.robust_boundary import CANDIDATE_OFFSET, best_threshold, threshold_scores
 
@@ -137,3 +137,34 @@ def test_deeplift_is_refused_for_training(registry, tiny_recipe, tmp_path):
     tiny_recipe["explainer"] = {"name": "gradcam"}
     tiny_recipe["eval"]["explainer"] = {"name": "deeplift"}
     Trainer(validate_recipe(tiny_recipe, registry), registry, tmp_path)  # fine for evaluation
+
+
+def test_gradia_hand_computed_4x4():
+    # |MAP - MASK| row sums: 0.75, 0.75, 2.0, 0.5 -> 4.0 over 16 pixels
+    got = Gradia(Gradia.Params(), CTX)(MAP, Targets(MASK, torch.ones(1, 1))).item()
+    assert got == pytest.approx(0.25)
+
+
+def _reflect(i: int, n: int) -> int:
+    return -i if i < 0 else (2 * (n - 1) - i if i >= n else i)
+
+
+def test_res_l_hand_computed_4x4():
+    """RES-L at initialisation, in plain Python: reflect-padded 3x3 Gaussian of the mask,
+    min-max normalised, L1 to the map, plus the boundary term at the brute-force threshold."""
+    m = MASK[0, 0].tolist()
+    e = MAP[0].tolist()
+    k = [0.25, 0.5, 0.25]
+    conv = [[sum(k[di + 1] * k[dj + 1] * m[_reflect(i + di, 4)][_reflect(j + dj, 4)]
+                 for di in (-1, 0, 1) for dj in (-1, 0, 1)) for j in range(4)] for i in range(4)]
+    lo, hi = min(map(min, conv)), max(map(max, conv))
+    imputed = [[(c - lo) / (hi - lo + 1e-6) for c in row] for row in conv]
+    l_d = sum(abs(e[i][j] - imputed[i][j]) for i in range(4) for j in range(4)) / 16
+    y = [[1 if m[i][j] >= 0.5 else -1 for j in range(4)] for i in range(4)]
+    values = [e[i][j] for i in range(4) for j in range(4)]
+    labels = [y[i][j] for i in range(4) for j in range(4)]
+    _, a = _brute_force(values, labels)
+    l_b = max(0.0, sum(abs(math.tanh(5 * (v - a)) - t) for v, t in zip(values, labels,
+                                                                       strict=True)) / 16 - 0.1)
+    got = ResL(ResL.Params(eta=0.1), CTX)(MAP, Targets(MASK, torch.ones(1, 1))).item()
+    assert got == pytest.approx(l_d + l_b, rel=1e-5)
