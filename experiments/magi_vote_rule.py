@@ -21,37 +21,28 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from esx import outputs  # noqa: E402
 from esx.masks import vote  # noqa: E402
-from esx.plugins import registry  # noqa: E402
-from esx.recipe import load_recipe  # noqa: E402
-from esx.trainer import build, loader  # noqa: E402
-from esx_magi.report import _scores  # noqa: E402
+from esx.trainer import loader  # noqa: E402
+from esx_magi.report import _scores, consensus, load_run  # noqa: E402
 
 RULES = {">=50%": 0.5, ">50%": 0.5 + 1e-3}
 
 
 @torch.no_grad()
 def rescore(run: Path) -> dict[str, dict[str, float]]:
-    reg = registry()
-    c = build(load_recipe(run / "recipe.yaml", reg), reg, torch.device("cpu"))
-    state = outputs.load_state(run / "best.safetensors")
-    c.aggregator.load_state_dict({k[len("aggregator."):]: v for k, v in state.items()
-                                  if k.startswith("aggregator.")})
-    magi = c.aggregator.eval()
+    c, magi = load_run(run)
     sums: dict[str, dict[str, float]] = {}
     n = 0
     for batch in loader(c.dataset.split("test"), 64, None, 0):
-        rows = batch.annotated & (batch.label > 0) & (batch.truth.flatten(1).amax(1) > 0)
+        pair = consensus(magi, batch)
+        rows = pair.rows
         if not rows.any():
             continue
-        probs, _, _ = magi.generate(batch)
-        gen = (magi.to_image(probs, batch) > 0.5).float()
         every = torch.ones_like(batch.mask_valid)
         truth = batch.truth[rows].float()
         for rule, thr in RULES.items():
             for name, pred in (("noisy", vote(batch.masks, batch.mask_valid, thr)),
-                               ("generated", vote(gen, every, thr))):
+                               ("generated", vote(pair.generated_masks, every, thr))):
                 for k, v in _scores(pred[rows], truth).items():
                     key = f"{name} {rule}"
                     sums.setdefault(key, {})

@@ -29,15 +29,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from esx import outputs  # noqa: E402
-from esx.errors import EsxError  # noqa: E402
-from esx.masks import vote  # noqa: E402
-from esx.plugins import registry  # noqa: E402
-from esx.recipe import load_recipe  # noqa: E402
-from esx.trainer import build, loader  # noqa: E402
+from esx.trainer import loader  # noqa: E402
+from esx_magi.report import consensus, load_run  # noqa: E402
 
 COUNTS = ("n", "empty", "touches", "mostly_outside")
-MEANS = ("precision", "recall", "area")
 
 
 def overlap_sums(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
@@ -56,34 +51,25 @@ def overlap_sums(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def overlap(run: Path, split: str) -> dict[str, dict[str, float]]:
-    """{"noisy": {...}, "generated": {...}}: counts and per-image means on one split."""
-    reg = registry()
-    recipe = load_recipe(run / "recipe.yaml", reg)
-    if recipe.aggregator.name != "magi":
-        raise EsxError(f"{run}: aggregator {recipe.aggregator.name!r} generates no masks; "
-                       "this measure needs a MAGI run")
-    c = build(recipe, reg, torch.device("cpu"))
-    state = outputs.load_state(run / "best.safetensors")
-    c.aggregator.load_state_dict({k[len("aggregator."):]: v for k, v in state.items()
-                                  if k.startswith("aggregator.")})
-    magi = c.aggregator.eval()
-    sums: dict[str, dict[str, float]] = {}
-    for batch in loader(c.dataset.split(split), 64, None, 0):
-        rows = batch.annotated & (batch.label > 0) & (batch.truth.flatten(1).amax(1) > 0)
-        if not rows.any():
-            continue
-        probs, _, _ = magi.generate(batch)
-        gen = (magi.to_image(probs, batch) > 0.5).float()
-        truth = batch.truth[rows, 0]
-        for name, pred in (("noisy", vote(batch.masks, batch.mask_valid, 0.5)),
-                           ("generated", vote(gen, torch.ones_like(batch.mask_valid), 0.5))):
-            got = overlap_sums(pred[rows, 0], truth)
-            acc = sums.setdefault(name, dict.fromkeys(got, 0.0))
-            for k, v in got.items():
-                acc[k] += v
-    return {name: {k: (v if k in COUNTS else v / s["n"]) for k, v in s.items()}
-            for name, s in sums.items()}
+def overlap(run: Path, splits: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """{split: {"noisy": {...}, "generated": {...}}}: counts and per-image means."""
+    c, magi = load_run(run)
+    out = {}
+    for split in splits:
+        sums: dict[str, dict[str, float]] = {}
+        for batch in loader(c.dataset.split(split), 64, None, 0):
+            pair = consensus(magi, batch)
+            if not pair.rows.any():
+                continue
+            truth = batch.truth[pair.rows, 0]
+            for name, pred in (("noisy", pair.noisy), ("generated", pair.generated)):
+                got = overlap_sums(pred[pair.rows, 0], truth)
+                acc = sums.setdefault(name, dict.fromkeys(got, 0.0))
+                for k, v in got.items():
+                    acc[k] += v
+        out[split] = {name: {k: (v if k in COUNTS else v / s["n"]) for k, v in s.items()}
+                      for name, s in sums.items()}
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,8 +81,8 @@ def main(argv: list[str] | None = None) -> None:
           "precision | recall | area (px) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for run in a.runs:
-        for split in a.splits:
-            for name, s in overlap(run, split).items():
+        for split, both in overlap(run, a.splits).items():
+            for name, s in both.items():
                 print(f"| {run} | {split} | {name} | {s['n']:.0f} | {s['empty']:.0f} | "
                       f"{s['touches']:.0f} | {s['mostly_outside']:.0f} | {s['precision']:.3f} | "
                       f"{s['recall']:.3f} | {s['area']:.0f} |")

@@ -80,7 +80,7 @@ def test_target_overlap_on_a_tiny_magi_run(tmp_path, tiny_recipe, capsys):
                                    str(tmp_path / "run"), "--quiet"])
     assert res.exit_code == 0, res.output
     mod = load_script("target_overlap")
-    got = mod.overlap(tmp_path / "run", "train")
+    got = mod.overlap(tmp_path / "run", ["train"])["train"]
     assert set(got) == {"noisy", "generated"}
     n = got["noisy"]["n"]
     assert n > 0 and got["generated"]["n"] == n
@@ -95,4 +95,4 @@ def test_target_overlap_refuses_a_run_without_generator(tmp_path, tiny_recipe):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe))
     with pytest.raises(EsxError, match="needs a MAGI run"):
-        load_script("target_overlap").overlap(tmp_path / "r", "train")
+        load_script("target_overlap").overlap(tmp_path / "r", ["train"])

@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,6 +31,53 @@ from esx.masks import vote
 from esx_magi.alignment import align
 
 BCE_EPS = 1e-3
+
+
+@dataclass
+class Consensus:
+    """One batch through the generator: the rows that count (annotated positives,
+    with a true lesion where the data has truth), both consensus masks
+    ``(B, 1, H, W)`` and what they came from."""
+
+    rows: Tensor
+    noisy: Tensor
+    generated: Tensor
+    generated_masks: Tensor  # (B, U, H, W) binary, at the input resolution
+    probs: Tensor
+    observed: Tensor
+
+
+def consensus(magi: Any, batch: Any, threshold: float = 0.5) -> Consensus:
+    """Generate for ``batch`` and vote the observed and the generated masks at ``threshold``."""
+    probs, _, observed = magi.generate(batch)
+    gen_bin = (magi.to_image(probs, batch) > 0.5).float()
+    rows = batch.annotated & (batch.label > 0)
+    if batch.truth is not None:
+        rows &= batch.truth.flatten(1).amax(1) > 0
+    return Consensus(rows, vote(batch.masks, batch.mask_valid, threshold),
+                     vote(gen_bin, torch.ones_like(batch.mask_valid), threshold),
+                     gen_bin, probs, observed)
+
+
+def load_run(run: Path) -> tuple[Any, Any]:
+    """A finished MAGI run's components (built on the CPU from its recipe.yaml) and its
+    generator with the weights of ``best.safetensors``, in eval mode."""
+    from esx import outputs
+    from esx.errors import EsxError
+    from esx.plugins import registry
+    from esx.recipe import load_recipe
+    from esx.trainer import build
+
+    reg = registry()
+    recipe = load_recipe(run / "recipe.yaml", reg)
+    if recipe.aggregator.name != "magi":
+        raise EsxError(f"{run}: aggregator {recipe.aggregator.name!r} generates no masks; "
+                       "this measure needs a MAGI run")
+    c = build(recipe, reg, torch.device("cpu"))
+    state = outputs.load_state(run / "best.safetensors")
+    c.aggregator.load_state_dict({k[len("aggregator."):]: v for k, v in state.items()
+                                  if k.startswith("aggregator.")})
+    return c, c.aggregator.eval()
 
 
 def _gauss_window(sigma: float = 1.5, radius: int = 5) -> Tensor:
@@ -71,17 +120,12 @@ def evaluate(magi: Any, loader: Any, device: torch.device) -> dict[str, Any]:
     cached = []
     for batch in loader:
         batch = batch.to(device)
-        probs, _, observed = magi.generate(batch)
-        full = magi.to_image(probs, batch)
-        gen_bin = (full > 0.5).float()
-        rows = batch.annotated & (batch.label > 0)
-        if batch.truth is not None:
-            rows &= batch.truth.flatten(1).amax(1) > 0
+        pair = consensus(magi, batch)
+        rows, noisy, generated, gen_bin = pair.rows, pair.noisy, pair.generated, \
+            pair.generated_masks
         if not rows.any():
             continue
-        assign = align(magi.cost(observed, probs), batch.mask_valid)
-        noisy = vote(batch.masks, batch.mask_valid)
-        generated = vote(gen_bin, torch.ones_like(batch.mask_valid))
+        assign = align(magi.cost(pair.observed, pair.probs), batch.mask_valid)
         if batch.truth is not None:
             truth = batch.truth[rows]
             for name, pred in (("noisy", noisy[rows]), ("generated", generated[rows])):
