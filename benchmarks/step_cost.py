@@ -51,11 +51,16 @@ METHODS = {
 }
 
 
-def build(recipe: str, size: int, batch: int, device: str, n_train: int | None = None
-          ) -> Trainer:
-    sets = [f"data.params.image_size={size}", f"data.params.n_train={n_train or batch}",
-            "data.params.n_val=2", "data.params.n_test=2", f"train.batch_size={batch}",
-            f"device={device}", "backbone.params.output_stride=null"]
+def build(recipe: str, size: int, batch: int, device: str, n_train: int | None = None) -> Trainer:
+    sets = [
+        f"data.params.image_size={size}",
+        f"data.params.n_train={n_train or batch}",
+        "data.params.n_val=2",
+        "data.params.n_test=2",
+        f"train.batch_size={batch}",
+        f"device={device}",
+        "backbone.params.output_stride=null",
+    ]
     r = load_recipe(ROOT / recipe, registry(), sets)
     return Trainer(r, registry(), Path("/nonexistent-not-written"), recipe_source=recipe)
 
@@ -89,11 +94,18 @@ def _peak_memory_mib(method: str, size: int, batch: int, device: str) -> float:
         t.step(b)
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - before) / 2**20
-    code = ("import sys; sys.argv=['x']; import step_cost as s; "
-            f"t=s.build(s.METHODS[{method!r}], {size}, {batch}, 'cpu'); b=s._cached(t, {batch}); "
-            "print(s._cpu_step_peak(t, b))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).parent, check=True)
+    code = (
+        "import sys; sys.argv=['x']; import step_cost as s; "
+        f"t=s.build(s.METHODS[{method!r}], {size}, {batch}, 'cpu'); b=s._cached(t, {batch}); "
+        "print(s._cpu_step_peak(t, b))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent,
+        check=True,
+    )
     return float(out.stdout.split()[-1])
 
 
@@ -143,8 +155,11 @@ def _eval_throughput(trainer: Trainer, batch, repeats: int) -> dict[str, float]:
     sync()
     full = time.perf_counter() - start
     n = repeats * batch.image.shape[0]
-    return {"plain_forward_images_per_s": n / plain, "evaluation_images_per_s": n / full,
-            "ratio": plain / full}
+    return {
+        "plain_forward_images_per_s": n / plain,
+        "evaluation_images_per_s": n / full,
+        "ratio": plain / full,
+    }
 
 
 def _loading(size: int, batch: int, device: str, repeats: int) -> dict[str, float]:
@@ -169,8 +184,11 @@ def _loading(size: int, batch: int, device: str, repeats: int) -> dict[str, floa
 
     cached_s = per_step([cached] * len(dl))
     with_loading = per_step(dl)
-    return {"step_with_loading_s": with_loading, "step_cached_s": cached_s,
-            "ratio": with_loading / cached_s}
+    return {
+        "step_with_loading_s": with_loading,
+        "step_cached_s": cached_s,
+        "ratio": with_loading / cached_s,
+    }
 
 
 def main() -> None:
@@ -203,9 +221,13 @@ def main() -> None:
     result = {
         "device": str(first.device),
         "torch_threads": torch.get_num_threads(),
-        "size": a.size, "batch": a.batch, "repeats": a.repeats,
-        "methods": {m: {"median_s": statistics.median(v), "ratio": statistics.median(v) / base}
-                    for m, v in times.items()},
+        "size": a.size,
+        "batch": a.batch,
+        "repeats": a.repeats,
+        "methods": {
+            m: {"median_s": statistics.median(v), "ratio": statistics.median(v) / base}
+            for m, v in times.items()
+        },
     }
     if align_s is not None:
         magi_s = result["methods"]["magi"]["median_s"]
@@ -220,18 +242,25 @@ def main() -> None:
     if a.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{a.size}x{a.size}, batch {a.batch}, {result['device']}, "
-          f"{result['torch_threads']} threads, median of {a.repeats}")
+    print(
+        f"{a.size}x{a.size}, batch {a.batch}, {result['device']}, "
+        f"{result['torch_threads']} threads, median of {a.repeats}"
+    )
     for m, v in result["methods"].items():
-        mem = (f"  {v['peak_step_mib']:8.0f} MiB  {v['memory_ratio']:.2f}x"
-               if "peak_step_mib" in v else "")
+        mem = (
+            f"  {v['peak_step_mib']:8.0f} MiB  {v['memory_ratio']:.2f}x"
+            if "peak_step_mib" in v
+            else ""
+        )
         print(f"  {m:10s} {v['median_s'] * 1000:8.1f} ms  {v['ratio']:.3f}x baseline{mem}")
     if align_s is not None:
         share = result["magi_alignment"]["share_of_magi_step"]
         print(f"  alignment  {align_s * 1000:8.2f} ms  {100 * share:.2f}% of a MAGI step")
     ev = result["evaluation"]
-    print(f"  evaluation {ev['evaluation_images_per_s']:8.1f} img/s vs plain forward "
-          f"{ev['plain_forward_images_per_s']:.1f} img/s ({ev['ratio']:.2f}x)")
+    print(
+        f"  evaluation {ev['evaluation_images_per_s']:8.1f} img/s vs plain forward "
+        f"{ev['plain_forward_images_per_s']:.1f} img/s ({ev['ratio']:.2f}x)"
+    )
     dl = result["data_loading"]
     print(f"  loading    step fed by the DataLoader {dl['ratio']:.3f}x a step on a cached batch")
 

@@ -16,7 +16,9 @@ from rich.table import Table
 from esx.errors import EsxError
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     help="Explanation-supervised training from noisy multi-annotator masks.",
 )
 
@@ -28,8 +30,9 @@ SetOpt = Annotated[
 
 
 def _fail(err: BaseException, code: int = 2) -> None:
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {err}", markup=True,
-                                                highlight=False)
+    Console(stderr=True, soft_wrap=True).print(
+        f"[bold red]error:[/] {err}", markup=True, highlight=False
+    )
     raise typer.Exit(code)
 
 
@@ -84,14 +87,23 @@ def run(
         trainer = Trainer(r, reg, out, console, recipe_source=str(recipe))
         metrics = trainer.run(resume=resume is not None)
     except EsxError as err:
-        if resume is None and out is not None and created and out.is_dir() \
-                and not any(out.iterdir()):
+        if (
+            resume is None
+            and out is not None
+            and created
+            and out.is_dir()
+            and not any(out.iterdir())
+        ):
             out.rmdir()  # leave nothing behind for a run that never started
         _fail(err)
     except KeyboardInterrupt:
-        _fail(KeyboardInterrupt(
-            f"interrupted. Finished epochs are saved in {out}; continue with: "
-            f"esx run --resume {out}"), 130)
+        _fail(
+            KeyboardInterrupt(
+                f"interrupted. Finished epochs are saved in {out}; continue with: "
+                f"esx run --resume {out}"
+            ),
+            130,
+        )
     if not world.main:
         return
     console.print(_results_table(metrics))
@@ -130,8 +142,11 @@ def _report_tables(report: dict) -> list[Table]:
                 table.add_row(*(_cell(row.get(c)) for c in value[0]))
             tables.append(table)
         elif isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
-            rows = {k: v for k, v in value.items() if isinstance(v, dict)
-                    and all(isinstance(x, int | float) for x in v.values())}
+            rows = {
+                k: v
+                for k, v in value.items()
+                if isinstance(v, dict) and all(isinstance(x, int | float) for x in v.values())
+            }
             if not rows:
                 continue
             cols = list(dict.fromkeys(c for v in rows.values() for c in v))
@@ -174,8 +189,10 @@ def parse_seeds(specs: list[str]) -> list[int]:
                 continue
             m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
             if m is None or (m[2] is not None and int(m[2]) < int(m[1])):
-                raise EsxError(f"--seeds {spec!r}: {part!r} is not a seed or a range; "
-                                  "write e.g. --seeds 0,1,2 or --seeds 0-2")
+                raise EsxError(
+                    f"--seeds {spec!r}: {part!r} is not a seed or a range; "
+                    "write e.g. --seeds 0,1,2 or --seeds 0-2"
+                )
             last = int(m[2]) if m[2] is not None else int(m[1])
             seeds += [s for s in range(int(m[1]), last + 1) if s not in seeds]
     return seeds
@@ -184,9 +201,13 @@ def parse_seeds(specs: list[str]) -> list[int]:
 @app.command()
 def sweep(
     recipes: Annotated[list[Path], typer.Argument(help="recipe files or folders of recipes")],
-    seeds: Annotated[list[str], typer.Option(
-        "--seeds", help="seeds: a list or a range, e.g. --seeds 0,1,2 or --seeds 0-4 (repeatable)"
-    )] = ["0"],  # noqa: B006
+    seeds: Annotated[
+        list[str],
+        typer.Option(
+            "--seeds",
+            help="seeds: a list or a range, e.g. --seeds 0,1,2 or --seeds 0-4 (repeatable)",
+        ),
+    ] = ["0"],  # noqa: B006
     out: Annotated[Path, typer.Option(help="folder of the grid's runs")] = Path("runs/sweep"),
     set_: SetOpt = None,
 ) -> None:
@@ -266,16 +287,28 @@ def prepare_lidc(
     out: OutOpt = Path("data/lidc"),
     crop: CropOpt = 224,
     max_readers: Annotated[int, typer.Option(help="annotation slots per image")] = 4,
-    boundary_noise: Annotated[int, typer.Option(
-        help="passes of the paper's boundary noise on each reader's mask; 0 = none")] = 2,
+    boundary_noise: Annotated[
+        int,
+        typer.Option(help="passes of the paper's boundary noise on each reader's mask; 0 = none"),
+    ] = 2,
     negatives: NegOpt = 1,
     margin: Annotated[int, typer.Option(help="slices between a negative and any mark")] = 2,
     sizes: SizesOpt = "100,2400,2400",
     seed: SeedOpt = 0,
 ) -> None:
     """LIDC-IDRI (DICOM series + XML reads) -> the paper's 2-D nodule dataset."""
-    _prepare("lidc", root, out, sizes, crop=crop, max_readers=max_readers,
-             boundary_noise=boundary_noise, negatives=negatives, margin=margin, seed=seed)
+    _prepare(
+        "lidc",
+        root,
+        out,
+        sizes,
+        crop=crop,
+        max_readers=max_readers,
+        boundary_noise=boundary_noise,
+        negatives=negatives,
+        margin=margin,
+        seed=seed,
+    )
 
 
 @prepare_app.command("msd-pancreas")
@@ -283,17 +316,26 @@ def prepare_msd_pancreas(
     root: RootOpt,
     out: OutOpt = Path("data/pancreas"),
     crop: CropOpt = 224,
-    annotators: Annotated[str, typer.Option(
-        help="simulated annotators, kind:p_annotate[:strength], comma-separated")] = (
-        "accurate:1,boundary_noisy:0.7:1.5,conservative:0.7,aggressive:0.7"),
+    annotators: Annotated[
+        str, typer.Option(help="simulated annotators, kind:p_annotate[:strength], comma-separated")
+    ] = ("accurate:1,boundary_noisy:0.7:1.5,conservative:0.7,aggressive:0.7"),
     negatives: NegOpt = 1,
     margin: Annotated[int, typer.Option(help="slices between a negative and the tumour")] = 5,
     sizes: SizesOpt = "40,40,rest",
     seed: SeedOpt = 0,
 ) -> None:
     """MSD Task07_Pancreas (NIfTI) -> tumour vs no-tumour slices with simulated annotators."""
-    _prepare("msd-pancreas", root, out, sizes, crop=crop, annotators=annotators,
-             negatives=negatives, margin=margin, seed=seed)
+    _prepare(
+        "msd-pancreas",
+        root,
+        out,
+        sizes,
+        crop=crop,
+        annotators=annotators,
+        negatives=negatives,
+        margin=margin,
+        seed=seed,
+    )
 
 
 def _prepare(name: str, root: Path, out: Path, sizes: str, **options: Any) -> None:

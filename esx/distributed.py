@@ -41,8 +41,10 @@ def from_env() -> World:
         rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", str(rank)))
     except ValueError as exc:
-        raise EsxError(f"WORLD_SIZE/RANK/LOCAL_RANK must be integers ({exc}); launch with "
-                       "torchrun --nproc_per_node N -m esx run RECIPE") from None
+        raise EsxError(
+            f"WORLD_SIZE/RANK/LOCAL_RANK must be integers ({exc}); launch with "
+            "torchrun --nproc_per_node N -m esx run RECIPE"
+        ) from None
     return World(rank, size, local)
 
 

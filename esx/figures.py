@@ -35,8 +35,9 @@ def overlays(path: Path, batch: Batch, maps: Tensor, pred: Tensor) -> None:
             axes[i, j].axis("off")
     axes[0, 0].text(-0.15, 0.5, "image", transform=axes[0, 0].transAxes, rotation=90, va="center")
     axes[1, 0].text(-0.15, 0.5, "map", transform=axes[1, 0].transAxes, rotation=90, va="center")
-    axes[2, 0].text(-0.15, 0.5, "true mask", transform=axes[2, 0].transAxes, rotation=90,
-                    va="center")
+    axes[2, 0].text(
+        -0.15, 0.5, "true mask", transform=axes[2, 0].transAxes, rotation=90, va="center"
+    )
     fig.tight_layout()
     save_png(fig, path)
 

@@ -61,8 +61,9 @@ def map_overlap(maps: Tensor, truth: Tensor, threshold: float) -> Tensor:
         ``(N, 3)``: IoU, precision, recall (precision 0 for an empty prediction).
     """
     if maps.shape[-2:] != truth.shape[-2:]:
-        maps = F.interpolate(maps[:, None], size=truth.shape[-2:], mode="bilinear",
-                             align_corners=False)[:, 0]
+        maps = F.interpolate(
+            maps[:, None], size=truth.shape[-2:], mode="bilinear", align_corners=False
+        )[:, 0]
     pred = maps > threshold
     gt = truth > 0.5
     inter = (pred & gt).flatten(1).sum(1).float()

@@ -63,8 +63,9 @@ def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     write_text(path, buf.getvalue())
 
 
-def save_state(path: Path, state: dict[str, torch.Tensor],
-               metadata: dict[str, str] | None = None) -> None:
+def save_state(
+    path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
     """Save tensors as safetensors (loading it can never run code), atomically."""
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
     _atomic(path, lambda f: f.write(save(flat, metadata=metadata)))
@@ -96,4 +97,3 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
     except OSError as exc:
         raise EsxError(f"cannot write to run folder {path}: {exc.strerror}; choose --out") from None
     return path
-

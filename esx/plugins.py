@@ -45,9 +45,7 @@ class Entry:
 class Registry:
     """Components by family and name, plus the plugins that failed to load."""
 
-    entries: dict[str, dict[str, Entry]] = field(
-        default_factory=lambda: {f: {} for f in FAMILIES}
-    )
+    entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {f: {} for f in FAMILIES})
     broken: list[dict[str, str]] = field(default_factory=list)
     plugins: list[dict[str, str]] = field(default_factory=list)
 
@@ -106,8 +104,13 @@ class Registry:
 def _bases() -> dict[str, type]:
     from esx import interfaces as i
 
-    return {"backbone": i.Backbone, "explainer": i.Explainer, "aggregator": i.Aggregator,
-            "loss": i.Loss, "dataset": i.Dataset}
+    return {
+        "backbone": i.Backbone,
+        "explainer": i.Explainer,
+        "aggregator": i.Aggregator,
+        "loss": i.Loss,
+        "dataset": i.Dataset,
+    }
 
 
 def _selected(ep: Any, only: set[str] | None, no_autoload: bool) -> bool:
@@ -176,8 +179,11 @@ def build_registry(modules: list[ModuleType | Any] | None = None) -> Registry:
                 reg.broken.append({"plugin": plugin_name, "package": package, "error": str(exc)})
             except Exception as exc:
                 reg.broken.append(
-                    {"plugin": plugin_name, "package": package,
-                     "error": f"{hook} failed: {type(exc).__name__}: {exc}"}
+                    {
+                        "plugin": plugin_name,
+                        "package": package,
+                        "error": f"{hook} failed: {type(exc).__name__}: {exc}",
+                    }
                 )
     return reg
 
@@ -191,4 +197,3 @@ def registry() -> Registry:
     if _REGISTRY is None:
         _REGISTRY = build_registry()
     return _REGISTRY
-

@@ -51,8 +51,9 @@ class TrainSpec(_Strict):
     num_workers: int = Field(0, ge=0)
     eval_batch_size: int = Field(64, ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on GPUs that support it, else fp16 with a loss "
-        "scaler on GPUs, fp32 on CPUs"
+        "auto",
+        description="auto: bf16 on GPUs that support it, else fp16 with a loss "
+        "scaler on GPUs, fp32 on CPUs",
     )
     channels_last: bool | None = Field(
         None, description="channels-last memory format; null: on CUDA only, where it helps"
@@ -152,9 +153,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
-def load_recipe(
-    path: str | Path, registry: Registry, overrides: list[str] | None = None
-) -> Recipe:
+def load_recipe(path: str | Path, registry: Registry, overrides: list[str] | None = None) -> Recipe:
     """Read, override, and validate a recipe; raise :class:`RecipeError` listing every problem."""
     path = Path(path)
     source = str(path)

@@ -36,8 +36,11 @@ def collect(root: Path) -> list[Row]:
     for metrics_path in sorted(root.rglob("metrics.json")):
         folder = metrics_path.parent
         key = folder.parent.name if folder.name.startswith("seed") else folder.name
-        recipe = yaml.safe_load((folder / "recipe.yaml").read_text()) \
-            if (folder / "recipe.yaml").is_file() else {}
+        recipe = (
+            yaml.safe_load((folder / "recipe.yaml").read_text())
+            if (folder / "recipe.yaml").is_file()
+            else {}
+        )
         row = rows.setdefault(key, Row(key, recipe.get("label") or key, recipe.get("group") or ""))
         row.epochs.add(int(recipe.get("train", {}).get("epochs", 0)))
         row.runs.append(json.loads(metrics_path.read_text()))
@@ -56,8 +59,12 @@ def _stats(values: list[float]) -> tuple[float, float]:
 def table1(rows: list[Row]) -> list[dict[str, Any]]:
     out = []
     for r in rows:
-        rec = {"group": r.group, "method": r.label, "seeds": len(r.runs),
-               "epochs": ",".join(map(str, sorted(r.epochs)))}
+        rec = {
+            "group": r.group,
+            "method": r.label,
+            "seeds": len(r.runs),
+            "epochs": ",".join(map(str, sorted(r.epochs))),
+        }
         for k in CLASSIFICATION:
             rec[k] = _stats([run["test"].get(k) for run in r.runs])
         out.append(rec)
@@ -67,8 +74,11 @@ def table1(rows: list[Row]) -> list[dict[str, Any]]:
 def table2(rows: list[Row]) -> list[dict[str, Any]]:
     out = []
     for r in rows:
-        gens = [run["aggregator"]["generation"] for run in r.runs
-                if "generation" in run.get("aggregator", {})]
+        gens = [
+            run["aggregator"]["generation"]
+            for run in r.runs
+            if "generation" in run.get("aggregator", {})
+        ]
         if not gens:
             continue
         for side in ("noisy", "generated"):
@@ -85,8 +95,14 @@ def _fmt(ms: tuple[float, float], bold: bool) -> str:
 
 
 def markdown(t1: list[dict[str, Any]], t2: list[dict[str, Any]], note: str) -> str:
-    lines = ["# Results", "", note, "", "## Table 1: classification (test, mean ± std over seeds)",
-             ""]
+    lines = [
+        "# Results",
+        "",
+        note,
+        "",
+        "## Table 1: classification (test, mean ± std over seeds)",
+        "",
+    ]
     lines.append("| group | method | seeds | epochs | " + " | ".join(CLASSIFICATION) + " |")
     lines.append("|" + " --- |" * (4 + len(CLASSIFICATION)))
     best = {}
@@ -97,16 +113,26 @@ def markdown(t1: list[dict[str, Any]], t2: list[dict[str, Any]], note: str) -> s
                 best[g] = max(best.get(g, float("-inf")), rec[k][0])
     for rec in t1:
         cells = [_fmt(rec[k], rec[k][0] == best.get((rec["group"], k))) for k in CLASSIFICATION]
-        lines.append(f"| {rec['group']} | {rec['method']} | {rec['seeds']} | {rec['epochs']} | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| {rec['group']} | {rec['method']} | {rec['seeds']} | {rec['epochs']} | "
+            + " | ".join(cells)
+            + " |"
+        )
     if t2:
-        lines += ["", "## Table 2: aggregated masks vs the true mask (test)", "",
-                  "| group | method | masks | seeds | " + " | ".join(GENERATION) + " |",
-                  "|" + " --- |" * (4 + len(GENERATION))]
+        lines += [
+            "",
+            "## Table 2: aggregated masks vs the true mask (test)",
+            "",
+            "| group | method | masks | seeds | " + " | ".join(GENERATION) + " |",
+            "|" + " --- |" * (4 + len(GENERATION)),
+        ]
         for rec in t2:
             cells = [f"{rec[k][0]:.5f} ± {rec[k][1]:.5f}" for k in GENERATION]
-            lines.append(f"| {rec['group']} | {rec['method']} | {rec['masks']} | {rec['seeds']} | "
-                         + " | ".join(cells) + " |")
+            lines.append(
+                f"| {rec['group']} | {rec['method']} | {rec['masks']} | {rec['seeds']} | "
+                + " | ".join(cells)
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -128,8 +154,14 @@ def plot(path: Path, t1: list[dict[str, Any]]) -> None:
     names = [f"{r['method']}" for r in t1]
     x = range(len(t1))
     for i, k in enumerate(("accuracy", "f1", "auc")):
-        ax.bar([xi + 0.27 * (i - 1) for xi in x], [r[k][0] for r in t1], 0.27,
-               yerr=[r[k][1] for r in t1], label=k, capsize=2)
+        ax.bar(
+            [xi + 0.27 * (i - 1) for xi in x],
+            [r[k][0] for r in t1],
+            0.27,
+            yerr=[r[k][1] for r in t1],
+            label=k,
+            capsize=2,
+        )
     ax.set_xticks(list(x))
     ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
     ax.set_ylim(0, 1)
@@ -143,11 +175,19 @@ def report(root: Path, paper_epochs: int = 30) -> dict[str, Any]:
     t1, t2 = table1(rows), table2(rows)
     epochs = sorted({e for r in rows for e in r.epochs})
     synthetic = {run["data"]["synthetic"] for r in rows for run in r.runs}
-    note = (f"Runs under `{root}`. Epochs: {', '.join(map(str, epochs))}"
-            + (f" (reduced from the paper's {paper_epochs})" if max(epochs) < paper_epochs else "")
-            + ". Data: " + ("synthetic" if synthetic == {True} else
-                             "real" if synthetic == {False} else "mixed synthetic and real")
-            + ". Checkpoints chosen on validation; metrics on the test split.")
+    note = (
+        f"Runs under `{root}`. Epochs: {', '.join(map(str, epochs))}"
+        + (f" (reduced from the paper's {paper_epochs})" if max(epochs) < paper_epochs else "")
+        + ". Data: "
+        + (
+            "synthetic"
+            if synthetic == {True}
+            else "real"
+            if synthetic == {False}
+            else "mixed synthetic and real"
+        )
+        + ". Checkpoints chosen on validation; metrics on the test split."
+    )
     md = markdown(t1, t2, note)
     outputs.write_text(root / "report.md", md)
     _csv(root / "table1.csv", t1, CLASSIFICATION)

@@ -49,8 +49,9 @@ def expand(paths: list[Path]) -> list[Path]:
     return out
 
 
-def plan(paths: list[Path], seeds: list[int], out: Path, registry: Registry,
-         overrides: list[str]) -> list[Job]:
+def plan(
+    paths: list[Path], seeds: list[int], out: Path, registry: Registry, overrides: list[str]
+) -> list[Job]:
     problems: list[str] = []
     jobs: list[Job] = []
     recipes = expand(paths)
@@ -115,16 +116,27 @@ def finished_runs(out: Path, registry: Registry) -> dict[str, Path]:
     return found
 
 
-def run_sweep(paths: list[Path], seeds: list[int], out: Path, registry: Registry,
-              overrides: list[str], console: Console) -> dict[str, int]:
+def run_sweep(
+    paths: list[Path],
+    seeds: list[int],
+    out: Path,
+    registry: Registry,
+    overrides: list[str],
+    console: Console,
+) -> dict[str, int]:
     from esx.trainer import Trainer
 
     jobs = plan(paths, seeds, out, registry, overrides)
     counts = {"done": 0, "skipped": 0, "resumed": 0, "reused": 0}
     finished = finished_runs(out, registry)
     quiet = Console(quiet=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("sweep", total=len(jobs))
         for job in jobs:
             label = f"{job.recipe_path.stem} seed {job.seed}"
@@ -145,11 +157,14 @@ def run_sweep(paths: list[Path], seeds: list[int], out: Path, registry: Registry
             resume = (job.folder / "last.safetensors").is_file()
             job.folder.mkdir(parents=True, exist_ok=True)
             progress.update(task, description=f"{'resume' if resume else 'run'} {label}")
-            m = Trainer(job.recipe, registry, job.folder, quiet,
-                        recipe_source=str(job.recipe_path)).run(resume=resume)
+            m = Trainer(
+                job.recipe, registry, job.folder, quiet, recipe_source=str(job.recipe_path)
+            ).run(resume=resume)
             counts["resumed" if resume else "done"] += 1
             t = m["test"]
-            progress.console.print(f"{label}: accuracy {t['accuracy']:.4f} f1 {t['f1']:.4f} "
-                                   f"auc {t['auc'] or float('nan'):.4f}")
+            progress.console.print(
+                f"{label}: accuracy {t['accuracy']:.4f} f1 {t['f1']:.4f} "
+                f"auc {t['auc'] or float('nan'):.4f}"
+            )
             progress.advance(task)
     return counts

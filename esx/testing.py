@@ -31,21 +31,36 @@ from esx.plugins import Registry, build_registry
 from esx.types import Batch, Targets
 
 __all__ = [
-    "check_aggregator", "check_backbone", "check_dataset", "check_explainer", "check_loss",
-    "context", "tiny_batch",
+    "check_aggregator",
+    "check_backbone",
+    "check_dataset",
+    "check_explainer",
+    "check_loss",
+    "context",
+    "tiny_batch",
 ]
 
 
-def context(annotators: int = 3, size: int = 32, in_chans: int = 1,
-            has_truth: bool = True) -> BuildContext:
+def context(
+    annotators: int = 3, size: int = 32, in_chans: int = 1, has_truth: bool = True
+) -> BuildContext:
     """A :class:`BuildContext` for tiny synthetic data."""
-    info = DataInfo("tiny", True, in_chans, 2, (size, size), annotators, has_truth,
-                    details={"annotators": [f"a{i}" for i in range(annotators)]})
+    info = DataInfo(
+        "tiny",
+        True,
+        in_chans,
+        2,
+        (size, size),
+        annotators,
+        has_truth,
+        details={"annotators": [f"a{i}" for i in range(annotators)]},
+    )
     return BuildContext(info)
 
 
-def tiny_batch(b: int = 4, annotators: int = 3, size: int = 32, in_chans: int = 1,
-               seed: int = 0) -> Batch:
+def tiny_batch(
+    b: int = 4, annotators: int = 3, size: int = 32, in_chans: int = 1, seed: int = 0
+) -> Batch:
     """Half positive; positives have 1..U valid random masks, negatives none; a true mask."""
     g = torch.Generator().manual_seed(seed)
     label = torch.arange(b) % 2
@@ -56,9 +71,15 @@ def tiny_batch(b: int = 4, annotators: int = 3, size: int = 32, in_chans: int = 
     truth = torch.zeros(b, 1, size, size)
     truth[:, :, size // 4 : size // 2, size // 4 : size // 2] = 1
     truth *= label[:, None, None, None]
-    return Batch(image=torch.randn(b, in_chans, size, size, generator=g), label=label,
-                 masks=masks, mask_valid=valid, truth=truth, index=torch.arange(b),
-                 annotator=torch.where(valid, torch.arange(annotators).expand(b, -1), -1))
+    return Batch(
+        image=torch.randn(b, in_chans, size, size, generator=g),
+        label=label,
+        masks=masks,
+        mask_valid=valid,
+        truth=truth,
+        index=torch.arange(b),
+        annotator=torch.where(valid, torch.arange(annotators).expand(b, -1), -1),
+    )
 
 
 def _build(cls: Any, params: dict | None, ctx: BuildContext) -> Any:
@@ -72,21 +93,24 @@ def _finite(x: Tensor, what: str) -> None:
 def check_targets(t: Targets, batch: Batch) -> None:
     """The rules every aggregator's :class:`Targets` keep."""
     b, _, h, w = batch.masks.shape
-    assert t.masks.ndim == 4 and t.masks.shape[0] == b and t.masks.shape[-2:] == (h, w), \
+    assert t.masks.ndim == 4 and t.masks.shape[0] == b and t.masks.shape[-2:] == (h, w), (
         f"targets.masks must be (B, K, {h}, {w}), got {tuple(t.masks.shape)}"
+    )
     assert t.weights.shape == t.masks.shape[:2], "targets.weights must be (B, K)"
     _finite(t.masks, "targets.masks")
     assert t.masks.min() >= 0 and t.masks.max() <= 1, "targets.masks must lie in [0, 1]"
     assert (t.weights >= 0).all(), "targets.weights must be non-negative"
     sums = t.weights.sum(1)
     sup = sums > 0
-    assert torch.allclose(sums[sup], torch.ones_like(sums[sup]), atol=1e-5), \
+    assert torch.allclose(sums[sup], torch.ones_like(sums[sup]), atol=1e-5), (
         "targets.weights must sum to 1 on supervised rows"
+    )
     assert not sup[~batch.annotated].any(), "an image with no valid mask must not be supervised"
 
 
-def check_aggregator(cls: type[Aggregator], params: dict | None = None,
-                     registry: Registry | None = None) -> None:
+def check_aggregator(
+    cls: type[Aggregator], params: dict | None = None, registry: Registry | None = None
+) -> None:
     """Shapes, ranges and weights of the targets; its loss (if any) backpropagates; and it
     trains with every registered loss through a differentiable map."""
     ctx = context()
@@ -132,20 +156,25 @@ def check_loss(cls: type[Loss], params: dict | None = None) -> None:
     _finite(value, "the loss")
     if loss.uses_explanation:
         value.backward()
-        assert maps.grad is not None and maps.grad.abs().sum() > 0, \
+        assert maps.grad is not None and maps.grad.abs().sum() > 0, (
             "the loss must put gradients on the explanation maps"
+        )
 
 
-def check_explainer(cls: type[Explainer], params: dict | None = None,
-                    backbone: Backbone | None = None) -> None:
+def check_explainer(
+    cls: type[Explainer], params: dict | None = None, backbone: Backbone | None = None
+) -> None:
     """Maps ``(B, h, w)`` in [0, 1]; a differentiable explainer's maps reach the backbone."""
     ctx = context(size=64)
     explainer = _build(cls, params, ctx)
     if backbone is None:
         from esx.plugins import registry as default_registry
 
-        backbone = _build(default_registry().get("backbone", "timm"),
-                          {"arch": "test_resnet", "zero_init_last": False}, ctx)
+        backbone = _build(
+            default_registry().get("backbone", "timm"),
+            {"arch": "test_resnet", "zero_init_last": False},
+            ctx,
+        )
     batch = tiny_batch(size=64)
     maps = explainer.explain(backbone.eval(), batch.image, batch.label)
     assert maps.ndim == 3 and maps.shape[0] == 4, f"maps must be (B, h, w), got {maps.shape}"
@@ -155,12 +184,14 @@ def check_explainer(cls: type[Explainer], params: dict | None = None,
         backbone.train()
         feats = backbone.forward_features(batch.image)
         logits = backbone.forward_head(feats)
-        maps = explainer.explain(backbone, batch.image, batch.label, features=feats,
-                                 logits=logits, create_graph=True)
+        maps = explainer.explain(
+            backbone, batch.image, batch.label, features=feats, logits=logits, create_graph=True
+        )
         maps.sum().backward()
         grads = [p.grad for p in backbone.parameters() if p.grad is not None]
-        assert grads and any(g.abs().sum() > 0 for g in grads), \
+        assert grads and any(g.abs().sum() > 0 for g in grads), (
             "a differentiable explainer's maps must carry gradients to the backbone"
+        )
 
 
 def check_backbone(cls: type[Backbone], params: dict | None = None) -> None:

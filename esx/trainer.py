@@ -112,11 +112,14 @@ class StepModule(torch.nn.Module):
             rows = out.targets.supervised & (batch.label > 0)
             if rows.any():
                 maps = self.explainer.explain(
-                    self.backbone, batch.image, batch.label, features=features, logits=logits,
+                    self.backbone,
+                    batch.image,
+                    batch.label,
+                    features=features,
+                    logits=logits,
                     create_graph=True,
                 )
-                maps, targets = self.explainer.match(maps[rows].float(),
-                                                     out.targets.select(rows))
+                maps, targets = self.explainer.match(maps[rows].float(), out.targets.select(rows))
                 terms["exp"] = self.loss(maps, targets)
         if out.loss is not None:
             terms["gen"] = out.loss.float()
@@ -131,6 +134,7 @@ def seed_everything(seed: int) -> None:
 
 def build(recipe: Recipe, registry: Registry, device: torch.device) -> Components:
     """Instantiate every component of a validated recipe."""
+
     def make(family: str, spec: Any, *args: Any) -> Any:
         return registry.get(family, spec.name)(build_params(registry, family, spec), *args)
 
@@ -155,18 +159,24 @@ def build(recipe: Recipe, registry: Registry, device: torch.device) -> Component
             f"{recipe.loss.name!r} cannot train through it; use a differentiable explainer "
             "for training (see `esx plugins`) and put this one under eval.explainer"
         )
-    return Components(dataset, backbone, explainer, eval_explainer, aggregator, loss, ctx,
-                      fallback)
+    return Components(dataset, backbone, explainer, eval_explainer, aggregator, loss, ctx, fallback)
 
 
-def loader(ds: Any, batch_size: int, shuffle: torch.Generator | None, workers: int,
-           sampler: Any = None) -> Any:
+def loader(
+    ds: Any, batch_size: int, shuffle: torch.Generator | None, workers: int, sampler: Any = None
+) -> Any:
     """A DataLoader of :class:`Batch`; shuffled with ``shuffle`` when given, else in the
     order of ``sampler`` (a distributed shard) when given."""
     return torch.utils.data.DataLoader(
-        ds, batch_size=batch_size, shuffle=shuffle is not None, num_workers=workers,
-        collate_fn=collate, generator=shuffle, sampler=sampler,
-        pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle is not None,
+        num_workers=workers,
+        collate_fn=collate,
+        generator=shuffle,
+        sampler=sampler,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
     )
 
 
@@ -174,7 +184,11 @@ class Trainer:
     """Runs a recipe end to end and writes the run folder."""
 
     def __init__(
-        self, recipe: Recipe, registry: Registry, out: Path, console: Console | None = None,
+        self,
+        recipe: Recipe,
+        registry: Registry,
+        out: Path,
+        console: Console | None = None,
         recipe_source: str = "",
     ) -> None:
         self.recipe, self.registry, self.out = recipe, registry, Path(out)
@@ -190,29 +204,43 @@ class Trainer:
             used = DataSpec.model_validate(recipe.data.fallback.model_dump())
             self.recipe = recipe = recipe.model_copy(update={"data": used})
         t = recipe.train
-        groups = [{"params": [p for m in (self.c.backbone, self.c.loss) for p in m.parameters()
-                              if p.requires_grad], "lr": t.lr}]
+        groups = [
+            {
+                "params": [
+                    p
+                    for m in (self.c.backbone, self.c.loss)
+                    for p in m.parameters()
+                    if p.requires_grad
+                ],
+                "lr": t.lr,
+            }
+        ]
         groups += self.c.aggregator.param_groups(t.lr)
         self.opt = torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
         self.step_no = 0
         self.dtype = choose_precision(t.precision, self.device)
         # fp16 needs a loss scaler; bf16 has fp32's range and does not.
-        self.scaler = (torch.amp.GradScaler(self.device.type)
-                       if self.dtype == torch.float16 else None)
-        self.channels_last = (self.device.type == "cuda" if t.channels_last is None
-                              else t.channels_last)
+        self.scaler = (
+            torch.amp.GradScaler(self.device.type) if self.dtype == torch.float16 else None
+        )
+        self.channels_last = (
+            self.device.type == "cuda" if t.channels_last is None else t.channels_last
+        )
         if self.channels_last:
             self.c.backbone.to(memory_format=torch.channels_last)
         self.module = StepModule(self.c)
         self.model: torch.nn.Module = self.module
         if self.world.distributed:
             if t.batch_size % self.world.size:
-                raise EsxError(f"train.batch_size {t.batch_size} is the global batch and must "
-                               f"divide among {self.world.size} processes; make it a multiple "
-                               f"of {self.world.size}")
+                raise EsxError(
+                    f"train.batch_size {t.batch_size} is the global batch and must "
+                    f"divide among {self.world.size} processes; make it a multiple "
+                    f"of {self.world.size}"
+                )
             # Unused parameters are legitimate (e.g. annotator weights a target mode ignores).
             self.model = torch.nn.parallel.DistributedDataParallel(
-                self.module, find_unused_parameters=True)
+                self.module, find_unused_parameters=True
+            )
 
     # ---------------------------------------------------------------- training
     def step(self, batch: Batch) -> dict[str, float]:
@@ -255,8 +283,9 @@ class Trainer:
 
     # -------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def predict(self, dl: Any, progress: Progress | None, label: str,
-                maps: bool = False) -> dict[str, Any]:
+    def predict(
+        self, dl: Any, progress: Progress | None, label: str, maps: bool = False
+    ) -> dict[str, Any]:
         """Probabilities and predictions of a split; explanation overlap if ``maps``."""
         c = self.c
         c.backbone.eval()
@@ -264,8 +293,11 @@ class Trainer:
         task = progress.add_task(label, total=len(dl)) if progress else None
         for batch in dl:
             batch = batch.to(self.device, non_blocking=True)
-            image = (batch.image.contiguous(memory_format=torch.channels_last)
-                     if self.channels_last else batch.image)
+            image = (
+                batch.image.contiguous(memory_format=torch.channels_last)
+                if self.channels_last
+                else batch.image
+            )
             with self._autocast():
                 logits = c.backbone(image).float()
             losses.append(F.cross_entropy(logits, batch.label, reduction="sum").item())
@@ -284,21 +316,27 @@ class Trainer:
         if progress:
             progress.remove_task(task)
         parts = dist.gather((probs, labels, preds, idx, losses, overlap), self.world)
-        probs, labels, preds, idx, losses, overlap = ([x for part in parts for x in part[i]]
-                                                      for i in range(6))
+        probs, labels, preds, idx, losses, overlap = (
+            [x for part in parts for x in part[i]] for i in range(6)
+        )
         order = torch.cat(idx).argsort()  # the split's order, whatever the sharding
         out = {
-            "prob": torch.cat(probs)[order].numpy(), "label": torch.cat(labels)[order].numpy(),
-            "pred": torch.cat(preds)[order].numpy(), "index": torch.cat(idx)[order].numpy(),
+            "prob": torch.cat(probs)[order].numpy(),
+            "label": torch.cat(labels)[order].numpy(),
+            "pred": torch.cat(preds)[order].numpy(),
+            "index": torch.cat(idx)[order].numpy(),
         }
         out["metrics"] = classification(out["label"], out["prob"], out["pred"])
         out["metrics"]["loss"] = sum(losses) / max(1, len(out["label"]))
         if overlap:
             ov = torch.cat(overlap)
             out["explanation"] = {
-                "iou": float(ov[:, 0].mean()), "precision": float(ov[:, 1].mean()),
-                "recall": float(ov[:, 2].mean()), "threshold": self.recipe.eval.threshold,
-                "images": int(ov.shape[0]), "class": "predicted",
+                "iou": float(ov[:, 0].mean()),
+                "precision": float(ov[:, 1].mean()),
+                "recall": float(ov[:, 2].mean()),
+                "threshold": self.recipe.eval.threshold,
+                "images": int(ov.shape[0]),
+                "class": "predicted",
                 "explainer": self.c.eval_explainer.component_name,
             }
         return out
@@ -312,9 +350,12 @@ class Trainer:
         return st
 
     def load(self, state: dict[str, Tensor]) -> None:
-        for prefix, mod in (("backbone.", self.c.backbone), ("aggregator.", self.c.aggregator),
-                            ("loss.", self.c.loss)):
-            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        for prefix, mod in (
+            ("backbone.", self.c.backbone),
+            ("aggregator.", self.c.aggregator),
+            ("loss.", self.c.loss),
+        ):
+            sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             mod.load_state_dict(sub)
 
     def run(self, resume: bool = False) -> dict[str, Any]:
@@ -331,26 +372,40 @@ class Trainer:
         if main:
             self._start_log(append=resume)
         if c.fallback is not None:
-            msg = (f"DATA NOT FOUND - {c.fallback['reason']}\n"
-                   f"Running on the recipe's data.fallback instead: {info.name}"
-                   + (" (SYNTHETIC)" if info.synthetic else ""))
+            msg = (
+                f"DATA NOT FOUND - {c.fallback['reason']}\n"
+                f"Running on the recipe's data.fallback instead: {info.name}"
+                + (" (SYNTHETIC)" if info.synthetic else "")
+            )
             self.console.print(f"[bold red]{msg}[/]")
             log.warning(msg.replace("\n", " "))
         if info.synthetic:
             self.console.print(
                 f"[bold yellow]Training on SYNTHETIC data ({info.name}), not real scans.[/]"
             )
-        log.info("esx %s, device %s, data %s %s, precision %s, processes %d", __version__,
-                 self.device, info.name, info.splits, self.dtype or "fp32", self.world.size)
+        log.info(
+            "esx %s, device %s, data %s %s, precision %s, processes %d",
+            __version__,
+            self.device,
+            info.name,
+            info.splits,
+            self.dtype or "fp32",
+            self.world.size,
+        )
         shuffle = torch.Generator().manual_seed(r.seed)
         train_dl = self._train_loader(shuffle)
-        val_dl = loader(self._shard(c.dataset.split("val")), t.eval_batch_size, None,
-                        t.num_workers)
-        test_dl = loader(self._shard(c.dataset.split("test")), t.eval_batch_size, None,
-                         t.num_workers)
+        val_dl = loader(self._shard(c.dataset.split("val")), t.eval_batch_size, None, t.num_workers)
+        test_dl = loader(
+            self._shard(c.dataset.split("test")), t.eval_batch_size, None, t.num_workers
+        )
         higher = t.select_metric != "loss"
-        state = {"epoch": 0, "best": -math.inf if higher else math.inf, "best_epoch": 0,
-                 "history": [], "seconds": 0.0}
+        state = {
+            "epoch": 0,
+            "best": -math.inf if higher else math.inf,
+            "best_epoch": 0,
+            "history": [],
+            "seconds": 0.0,
+        }
         if resume:
             state = self._restore(shuffle)
             log.info("resumed after epoch %d", state["epoch"])
@@ -370,8 +425,11 @@ class Trainer:
                 progress.remove_task(bt)
                 val = self.predict(val_dl, progress, "validation")["metrics"]
                 means = dist.all_mean({k: v / len(train_dl) for k, v in sums.items()}, self.world)
-                row = {"epoch": epoch, **{f"train_{k}": v for k, v in means.items()},
-                       **{f"val_{k}": v for k, v in val.items()}}
+                row = {
+                    "epoch": epoch,
+                    **{f"train_{k}": v for k, v in means.items()},
+                    **{f"val_{k}": v for k, v in val.items()},
+                }
                 state["history"].append(row)
                 score = val[t.select_metric]
                 better = score > state["best"] if higher else score < state["best"]
@@ -379,8 +437,11 @@ class Trainer:
                     state["best"], state["best_epoch"] = score, epoch
                     if main:
                         outputs.save_state(self.out / "best.safetensors", self.state())
-                log.info("epoch %d %s", epoch, " ".join(f"{k}={v:.4f}" for k, v in row.items()
-                                                        if k != "epoch"))
+                log.info(
+                    "epoch %d %s",
+                    epoch,
+                    " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"),
+                )
                 state["epoch"], state["seconds"] = epoch, time.time() - started
                 if main:
                     self._write_history(state["history"])
@@ -391,13 +452,13 @@ class Trainer:
             test = self.predict(test_dl, progress, "test", maps=True)
             report = {}
             if main:
-                full_test = loader(c.dataset.split("test"), t.eval_batch_size, None,
-                                   t.num_workers)
+                full_test = loader(c.dataset.split("test"), t.eval_batch_size, None, t.num_workers)
                 report = self.c.aggregator.report(full_test, self.device)
         metrics = {}
         if main:
-            metrics = self._finish(test, state["history"], state["best_epoch"],
-                                   time.time() - started, report)
+            metrics = self._finish(
+                test, state["history"], state["best_epoch"], time.time() - started, report
+            )
             self._figures()
         dist.barrier(self.world)
         return metrics
@@ -406,8 +467,13 @@ class Trainer:
         t, split = self.recipe.train, self.c.dataset.split("train")
         if not self.world.distributed:
             return loader(split, t.batch_size, shuffle, t.num_workers)
-        sampler = DistributedSampler(split, num_replicas=self.world.size, rank=self.world.rank,
-                                     shuffle=True, seed=self.recipe.seed)
+        sampler = DistributedSampler(
+            split,
+            num_replicas=self.world.size,
+            rank=self.world.rank,
+            shuffle=True,
+            seed=self.recipe.seed,
+        )
         return loader(split, t.batch_size // self.world.size, None, t.num_workers, sampler)
 
     def _shard(self, split: Any) -> Any:
@@ -428,15 +494,21 @@ class Trainer:
         if torch.cuda.is_available():
             tensors["rng.cuda"] = torch.cuda.get_rng_state()
         np_state = np.random.get_state()
-        meta = {**state, "step_no": self.step_no, "python_rng": random.getstate(),
-                "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
+        meta = {
+            **state,
+            "step_no": self.step_no,
+            "python_rng": random.getstate(),
+            "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        }
         outputs.save_state(self.out / "last.safetensors", tensors, {"esx": json.dumps(meta)})
 
     def _restore(self, shuffle: torch.Generator) -> dict[str, Any]:
         path = self.out / "last.safetensors"
         if not path.is_file():
-            raise EsxError(f"cannot resume: {path} does not exist (no epoch had finished); "
-                           "start the run again without --resume")
+            raise EsxError(
+                f"cannot resume: {path} does not exist (no epoch had finished); "
+                "start the run again without --resume"
+            )
         tensors, meta = outputs.load_state_with_meta(path)
         state = json.loads(meta["esx"])
         self.load({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -461,13 +533,19 @@ class Trainer:
     # ----------------------------------------------------------------- helpers
     def _progress(self) -> Progress:
         return Progress(
-            TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
+            TextColumn("{task.description:>12}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
         )
 
     def _start_log(self, append: bool = False) -> None:
-        handler = logging.FileHandler(self.out / "run.log", mode="a" if append else "w",
-                                      encoding="utf-8")
+        handler = logging.FileHandler(
+            self.out / "run.log", mode="a" if append else "w", encoding="utf-8"
+        )
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         for h in list(log.handlers):
             if isinstance(h, logging.FileHandler):
@@ -478,32 +556,53 @@ class Trainer:
 
     def _write_history(self, history: list[dict[str, Any]]) -> None:
         keys = list(dict.fromkeys(k for row in history for k in row))
-        outputs.write_csv(self.out / "history.csv", keys, [[row.get(k, "") for k in keys]
-                                                           for row in history])
+        outputs.write_csv(
+            self.out / "history.csv", keys, [[row.get(k, "") for k in keys] for row in history]
+        )
 
-    def _finish(self, test: dict[str, Any], history: list[dict[str, Any]], best_epoch: int,
-                seconds: float, report: dict[str, Any]) -> dict[str, Any]:
+    def _finish(
+        self,
+        test: dict[str, Any],
+        history: list[dict[str, Any]],
+        best_epoch: int,
+        seconds: float,
+        report: dict[str, Any],
+    ) -> dict[str, Any]:
         info = self.c.dataset.info
         cols = zip(test["index"], test["label"], test["prob"], test["pred"], strict=True)
         rows = [[int(i), int(lab), f"{p:.6f}", int(pr)] for i, lab, p, pr in cols]
-        outputs.write_csv(self.out / "predictions.csv", ["id", "label", "prob_positive", "pred"],
-                          rows)
+        outputs.write_csv(
+            self.out / "predictions.csv", ["id", "label", "prob_positive", "pred"], rows
+        )
         best = history[best_epoch - 1]
         families = ("dataset", "backbone", "explainer", "aggregator", "loss")
         metrics = {
             "test": {k: v for k, v in test["metrics"].items() if k != "loss"},
             "explanation": test.get("explanation", {}),
-            "validation": {"best_epoch": best_epoch,
-                           "select_metric": self.recipe.train.select_metric,
-                           **{k[4:]: v for k, v in best.items() if k.startswith("val_")}},
-            "data": {"name": info.name, "synthetic": info.synthetic, "splits": info.splits,
-                     "num_annotators": info.num_annotators, **info.details,
-                     **({"fallback_from": self.c.fallback} if self.c.fallback else {})},
-            "run": {"seed": self.recipe.seed, "device": str(self.device),
-                    "processes": self.world.size, "precision": str(self.dtype or "fp32"),
-                    "seconds": round(seconds, 1), "esx_version": __version__,
-                    "torch_version": torch.__version__, "recipe": self.source,
-                    "components": {f: self.recipe.component(f).name for f in families}},
+            "validation": {
+                "best_epoch": best_epoch,
+                "select_metric": self.recipe.train.select_metric,
+                **{k[4:]: v for k, v in best.items() if k.startswith("val_")},
+            },
+            "data": {
+                "name": info.name,
+                "synthetic": info.synthetic,
+                "splits": info.splits,
+                "num_annotators": info.num_annotators,
+                **info.details,
+                **({"fallback_from": self.c.fallback} if self.c.fallback else {}),
+            },
+            "run": {
+                "seed": self.recipe.seed,
+                "device": str(self.device),
+                "processes": self.world.size,
+                "precision": str(self.dtype or "fp32"),
+                "seconds": round(seconds, 1),
+                "esx_version": __version__,
+                "torch_version": torch.__version__,
+                "recipe": self.source,
+                "components": {f: self.recipe.component(f).name for f in families},
+            },
         }
         if report:
             metrics["aggregator"] = report

@@ -35,8 +35,10 @@ def reliance(run: Path) -> dict[str, float]:
     reg = registry()
     recipe = load_recipe(run / "recipe.yaml", reg)
     if recipe.data.name != "phantom":
-        raise EsxError(f"{run}: data {recipe.data.name!r} has no spurious marker; "
-                       "this measure needs the phantom")
+        raise EsxError(
+            f"{run}: data {recipe.data.name!r} has no spurious marker; "
+            "this measure needs the phantom"
+        )
     data = reg.get("dataset", "phantom")(build_params(reg, "dataset", recipe.data), recipe.seed)
     test = data.split("test")
     with open(run / "predictions.csv", newline="") as f:
@@ -60,8 +62,9 @@ def runs_of(folder: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("folders", nargs="+", type=Path,
-                    help="a run folder, or a method folder holding seed*/ runs")
+    ap.add_argument(
+        "folders", nargs="+", type=Path, help="a run folder, or a method folder holding seed*/ runs"
+    )
     args = ap.parse_args(argv)
     cols = ("accuracy", "agree", "conflict", "gap")
     print("| runs | seeds | " + " | ".join(cols) + " |")

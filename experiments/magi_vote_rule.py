@@ -41,8 +41,10 @@ def rescore(run: Path) -> dict[str, dict[str, float]]:
         every = torch.ones_like(batch.mask_valid)
         truth = batch.truth[rows].float()
         for rule, thr in RULES.items():
-            for name, pred in (("noisy", vote(batch.masks, batch.mask_valid, thr)),
-                               ("generated", vote(pair.generated_masks, every, thr))):
+            for name, pred in (
+                ("noisy", vote(batch.masks, batch.mask_valid, thr)),
+                ("generated", vote(pair.generated_masks, every, thr)),
+            ):
                 for k, v in _scores(pred[rows], truth).items():
                     key = f"{name} {rule}"
                     sums.setdefault(key, {})
@@ -62,8 +64,10 @@ def main() -> None:
         for rule in RULES:
             noisy, gen = res[f"noisy {rule}"], res[f"generated {rule}"]
             change = gen["mse"] / noisy["mse"] - 1
-            print(f"| {run} | {rule} | {noisy['mse']:.5f} | {gen['mse']:.5f} | {change:+.1%} | "
-                  f"{noisy['ssim']:.4f} | {gen['ssim']:.4f} |")
+            print(
+                f"| {run} | {rule} | {noisy['mse']:.5f} | {gen['mse']:.5f} | {change:+.1%} | "
+                f"{noisy['ssim']:.4f} | {gen['ssim']:.4f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,10 @@ def summary(out: Path, recipes: list[str], seeds: list[int]) -> dict:
                 "values": [round(r["test"][k], 4) for r in rows],
             }
             for k in ("accuracy", "f1", "auc")
-        } | {"iou": statistics.mean(r["explanation"].get("iou", 0) for r in rows),
-             "seeds": len(rows)}
+        } | {
+            "iou": statistics.mean(r["explanation"].get("iou", 0) for r in rows),
+            "seeds": len(rows),
+        }
     return table
 
 
@@ -66,8 +68,11 @@ def main() -> None:
         for seed in a.seeds:
             for rec in a.recipes:
                 m = run_one(rec, seed, a.sets, a.out)
-                print(f"{rec} seed {seed}: acc {m['test']['accuracy']:.4f} "
-                      f"f1 {m['test']['f1']:.4f} auc {m['test']['auc']:.4f}", flush=True)
+                print(
+                    f"{rec} seed {seed}: acc {m['test']['accuracy']:.4f} "
+                    f"f1 {m['test']['f1']:.4f} auc {m['test']['auc']:.4f}",
+                    flush=True,
+                )
     print(json.dumps(summary(a.out, a.recipes, a.seeds), indent=1))
 
 

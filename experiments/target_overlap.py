@@ -67,8 +67,10 @@ def overlap(run: Path, splits: list[str]) -> dict[str, dict[str, dict[str, float
                 acc = sums.setdefault(name, dict.fromkeys(got, 0.0))
                 for k, v in got.items():
                     acc[k] += v
-        out[split] = {name: {k: (v if k in COUNTS else v / s["n"]) for k, v in s.items()}
-                      for name, s in sums.items()}
+        out[split] = {
+            name: {k: (v if k in COUNTS else v / s["n"]) for k, v in s.items()}
+            for name, s in sums.items()
+        }
     return out
 
 
@@ -77,15 +79,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--splits", nargs="+", default=["train", "test"])
     a = ap.parse_args(argv)
-    print("| run | split | consensus | positives | empty | touches | mostly outside | "
-          "precision | recall | area (px) |")
+    print(
+        "| run | split | consensus | positives | empty | touches | mostly outside | "
+        "precision | recall | area (px) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for run in a.runs:
         for split, both in overlap(run, a.splits).items():
             for name, s in both.items():
-                print(f"| {run} | {split} | {name} | {s['n']:.0f} | {s['empty']:.0f} | "
-                      f"{s['touches']:.0f} | {s['mostly_outside']:.0f} | {s['precision']:.3f} | "
-                      f"{s['recall']:.3f} | {s['area']:.0f} |")
+                print(
+                    f"| {run} | {split} | {name} | {s['n']:.0f} | {s['empty']:.0f} | "
+                    f"{s['touches']:.0f} | {s['mostly_outside']:.0f} | {s['precision']:.3f} | "
+                    f"{s['recall']:.3f} | {s['area']:.0f} |"
+                )
 
 
 if __name__ == "__main__":

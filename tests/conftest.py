@@ -31,8 +31,10 @@ def tiny_recipe() -> dict:
     return {
         "version": 1,
         "seed": 0,
-        "data": {"name": "phantom",
-                 "params": {"image_size": 64, "n_train": 8, "n_val": 8, "n_test": 8}},
+        "data": {
+            "name": "phantom",
+            "params": {"image_size": 64, "n_train": 8, "n_val": 8, "n_test": 8},
+        },
         "backbone": {"name": "timm", "params": {"arch": "test_resnet", "zero_init_last": False}},
         "explainer": {"name": "gradcam"},
         "aggregator": {"name": "consensus"},
@@ -54,8 +56,14 @@ def make_batch(b: int = 4, u: int = 3, size: int = 32, seed: int = 0):
     valid &= label.bool()[:, None]
     masks = masks * valid[..., None, None]
     truth = (torch.rand(b, 1, size, size, generator=g) > 0.8).float() * label[:, None, None, None]
-    return Batch(image=torch.randn(b, 1, size, size, generator=g), label=label, masks=masks,
-                 mask_valid=valid, truth=truth, index=torch.arange(b))
+    return Batch(
+        image=torch.randn(b, 1, size, size, generator=g),
+        label=label,
+        masks=masks,
+        mask_valid=valid,
+        truth=truth,
+        index=torch.arange(b),
+    )
 
 
 SIZE = 32

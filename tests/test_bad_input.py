@@ -17,8 +17,10 @@ from conftest import SIZE, _png, make_folder
 
 def recipe(tmp_path, root, **data_params):
     r = {
-        "data": {"name": "folder", "params": {"root": str(root), "num_annotators": 2,
-                                              **data_params}},
+        "data": {
+            "name": "folder",
+            "params": {"root": str(root), "num_annotators": 2, **data_params},
+        },
         "backbone": {"name": "timm", "params": {"arch": "test_resnet"}},
         "explainer": {"name": "gradcam"},
         "aggregator": {"name": "consensus"},
@@ -33,8 +35,9 @@ def recipe(tmp_path, root, **data_params):
 
 def run(tmp_path, recipe_path, out=None):
     out = out or tmp_path / "run"
-    res = CliRunner().invoke(app, ["run", str(recipe_path), "--out", str(out), "--quiet"],
-                             env={"COLUMNS": "200"})
+    res = CliRunner().invoke(
+        app, ["run", str(recipe_path), "--out", str(out), "--quiet"], env={"COLUMNS": "200"}
+    )
     return res, out
 
 
@@ -98,11 +101,21 @@ def _mutate_bad_label(root):
     return "samples.csv:2", "must be 0 or 1"
 
 
-@pytest.mark.parametrize("mutate", [
-    _mutate_size, _mutate_values, _mutate_nan, _mutate_unannotated,
-    _mutate_no_annotation_in_train, _mutate_too_many_annotators, _mutate_corrupt,
-    _mutate_missing_root, _mutate_bad_label,
-], ids=lambda f: f.__name__[8:])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        _mutate_size,
+        _mutate_values,
+        _mutate_nan,
+        _mutate_unannotated,
+        _mutate_no_annotation_in_train,
+        _mutate_too_many_annotators,
+        _mutate_corrupt,
+        _mutate_missing_root,
+        _mutate_bad_label,
+    ],
+    ids=lambda f: f.__name__[8:],
+)
 def test_bad_data(tmp_path, mutate):
     root = make_folder(tmp_path / "data")
     where, what, *params = mutate(root)
@@ -113,12 +126,15 @@ def test_bad_data(tmp_path, mutate):
     assert not out.exists()  # nothing half-written
 
 
-@pytest.mark.parametrize("edit, needle", [
-    ({"train": {"epochs": 0}}, "train.epochs"),
-    ({"train": {"batch_size": -2}}, "train.batch_size"),
-    ({"data": {"name": "phantom", "params": {"n_train": 0}}}, "data.params.n_train"),
-    ({"extra_key": 1}, "extra_key"),
-])
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        ({"train": {"epochs": 0}}, "train.epochs"),
+        ({"train": {"batch_size": -2}}, "train.batch_size"),
+        ({"data": {"name": "phantom", "params": {"n_train": 0}}}, "data.params.n_train"),
+        ({"extra_key": 1}, "extra_key"),
+    ],
+)
 def test_bad_sizes_and_keys(tmp_path, edit, needle):
     r = yaml.safe_load(recipe(tmp_path, tmp_path).read_text())
     for k, v in edit.items():

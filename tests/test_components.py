@@ -19,11 +19,14 @@ CTX = BuildContext(DataInfo("t", True, 1, 2, (4, 4), 3, True))
 
 
 def test_vote_hand_drawn():
-    m = torch.tensor([
-        [[1, 1], [0, 0]],
-        [[1, 0], [1, 0]],
-        [[0, 0], [0, 1]],
-    ], dtype=torch.float)[None]
+    m = torch.tensor(
+        [
+            [[1, 1], [0, 0]],
+            [[1, 0], [1, 0]],
+            [[0, 0], [0, 1]],
+        ],
+        dtype=torch.float,
+    )[None]
     valid = torch.tensor([[True, True, True]])
     # votes: [[2,1],[1,1]] of 3 -> only the top-left reaches 0.5
     assert vote(m, valid).squeeze().tolist() == [[1, 0], [0, 0]]
@@ -89,5 +92,6 @@ def test_boundary_noise_changes_only_the_boundary():
     assert diff.any()
     # a single pass touches only pixels within 1 px of the original boundary
     from scipy import ndimage
+
     band = ndimage.binary_dilation(mask) & ~ndimage.binary_erosion(mask)
     assert not (diff & ~band).any()

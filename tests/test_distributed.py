@@ -21,9 +21,12 @@ from esx.recipe import validate_recipe
 from esx.trainer import Trainer
 
 RECIPE = {
-    "version": 1, "seed": 3,
-    "data": {"name": "phantom", "params": {"image_size": 32, "n_train": 16, "n_val": 8,
-                                           "n_test": 8}},
+    "version": 1,
+    "seed": 3,
+    "data": {
+        "name": "phantom",
+        "params": {"image_size": 32, "n_train": 16, "n_val": 8, "n_test": 8},
+    },
     "backbone": {"name": "timm", "params": {"arch": "resnet18"}},
     "explainer": {"name": "gradcam"},
     "aggregator": {"name": "consensus"},
@@ -40,8 +43,14 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        HF_HUB_OFFLINE="1",
+    )
     torch.set_num_threads(1)
     trainer = Trainer(validate_recipe(RECIPE, registry()), registry(), Path(out))
     first: dict[str, torch.Tensor] = {}
@@ -50,8 +59,13 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     def recording_step(batch):
         logs = step(batch)
         if not first:  # the averaged gradients of the first step
-            first.update({n: p.grad.detach().clone()
-                          for n, p in trainer.module.named_parameters() if p.grad is not None})
+            first.update(
+                {
+                    n: p.grad.detach().clone()
+                    for n, p in trainer.module.named_parameters()
+                    if p.grad is not None
+                }
+            )
         return logs
 
     trainer.step = recording_step
@@ -78,15 +92,19 @@ def _reference(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tens
 def _reference_steps(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     trainer = Trainer(validate_recipe(RECIPE, registry()), registry(), out)
     t, split = trainer.recipe.train, trainer.c.dataset.split("train")
-    samplers = [DistributedSampler(split, num_replicas=2, rank=r, shuffle=True,
-                                   seed=trainer.recipe.seed) for r in (0, 1)]
+    samplers = [
+        DistributedSampler(split, num_replicas=2, rank=r, shuffle=True, seed=trainer.recipe.seed)
+        for r in (0, 1)
+    ]
     weights = {"pred": 1.0, "exp": t.lambda_exp, "gen": t.lambda_gen}
     first: dict[str, torch.Tensor] = {}
     for epoch in range(1, t.epochs + 1):
         for s in samplers:
             s.set_epoch(epoch)
-        loaders = [DataLoader(split, batch_size=t.batch_size // 2, sampler=s, collate_fn=collate)
-                   for s in samplers]
+        loaders = [
+            DataLoader(split, batch_size=t.batch_size // 2, sampler=s, collate_fn=collate)
+            for s in samplers
+        ]
         for shards in zip(*loaders, strict=True):
             trainer.module.train()
             trainer.opt.zero_grad(set_to_none=True)
@@ -94,8 +112,11 @@ def _reference_steps(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, torc
                 terms, _ = trainer.module(batch)
                 (sum(weights[k] * v for k, v in terms.items()) / 2).backward()
             if not first:
-                first = {n: p.grad.detach().clone()
-                         for n, p in trainer.module.named_parameters() if p.grad is not None}
+                first = {
+                    n: p.grad.detach().clone()
+                    for n, p in trainer.module.named_parameters()
+                    if p.grad is not None
+                }
             trainer.opt.step()
     params = {n: p.detach().clone() for n, p in trainer.module.named_parameters()}
     return first, params
@@ -129,10 +150,26 @@ def test_torchrun_cli(tmp_path, nproc):
     recipe.write_text(yaml.safe_dump({**RECIPE, "train": {**RECIPE["train"], "epochs": 1}}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     res = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-         "--master_port", str(_free_port()), "-m", "esx", "run", str(recipe),
-         "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, env=env, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_port",
+            str(_free_port()),
+            "-m",
+            "esx",
+            "run",
+            str(recipe),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count("test results") == 1  # only the main process prints
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["run"]["processes"] == 2

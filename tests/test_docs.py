@@ -32,9 +32,13 @@ def test_documented_examples_register_and_keep_the_contract(i):
     assert not reg.broken, reg.broken
     family, name = next((f, n) for f in FAMILIES for n in reg.names(f))
     cls = reg.get(family, name)
-    check = {"aggregator": testing.check_aggregator, "loss": testing.check_loss,
-             "explainer": testing.check_explainer, "backbone": testing.check_backbone,
-             "dataset": testing.check_dataset}[family]
+    check = {
+        "aggregator": testing.check_aggregator,
+        "loss": testing.check_loss,
+        "explainer": testing.check_explainer,
+        "backbone": testing.check_backbone,
+        "dataset": testing.check_dataset,
+    }[family]
     check(cls)
 
 

@@ -63,6 +63,7 @@ def test_staple_equals_simpleitk_and_guards_empty_images():
         f = sitk.STAPLEImageFilter()
         f.SetForegroundValue(1.0)
         f.SetMaximumIterations(100)
-        ref = f.Execute([sitk.GetImageFromArray(m.numpy().astype(np.uint8))
-                         for m in b.masks[i][valid]])
+        ref = f.Execute(
+            [sitk.GetImageFromArray(m.numpy().astype(np.uint8)) for m in b.masks[i][valid]]
+        )
         assert np.allclose(out[i, 0].numpy(), sitk.GetArrayFromImage(ref), atol=1e-6)

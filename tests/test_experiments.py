@@ -62,22 +62,30 @@ def test_cue_reliance_refuses_other_data(tmp_path, tiny_recipe):
 
 def test_overlap_sums_hand_computed():
     truth = torch.zeros(3, 4, 4)
-    truth[:, 0:2, 0:2] = 1                      # a 2x2 nodule in every image
+    truth[:, 0:2, 0:2] = 1  # a 2x2 nodule in every image
     pred = torch.zeros(3, 4, 4)
-    pred[0, 0:2, 0:2] = 1                       # exactly the nodule
+    pred[0, 0:2, 0:2] = 1  # exactly the nodule
     pred[1, 0, 0] = 1
-    pred[1, 3, 0:3] = 1                         # 1 of 4 marked pixels on the nodule
+    pred[1, 3, 0:3] = 1  # 1 of 4 marked pixels on the nodule
     # image 2: empty
     got = load_script("target_overlap").overlap_sums(pred, truth)
-    assert got == {"n": 3.0, "empty": 1.0, "touches": 2.0, "mostly_outside": 1.0,
-                   "precision": 1.0 + 0.25, "recall": 1.0 + 0.25, "area": 8.0}
+    assert got == {
+        "n": 3.0,
+        "empty": 1.0,
+        "touches": 2.0,
+        "mostly_outside": 1.0,
+        "precision": 1.0 + 0.25,
+        "recall": 1.0 + 0.25,
+        "area": 8.0,
+    }
 
 
 def test_target_overlap_on_a_tiny_magi_run(tmp_path, tiny_recipe, capsys):
     tiny_recipe["aggregator"] = {"name": "magi", "params": {"gen_size": 16}}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_recipe))
-    res = CliRunner().invoke(app, ["run", str(tmp_path / "r.yaml"), "--out",
-                                   str(tmp_path / "run"), "--quiet"])
+    res = CliRunner().invoke(
+        app, ["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run"), "--quiet"]
+    )
     assert res.exit_code == 0, res.output
     mod = load_script("target_overlap")
     got = mod.overlap(tmp_path / "run", ["train"])["train"]
@@ -86,7 +94,7 @@ def test_target_overlap_on_a_tiny_magi_run(tmp_path, tiny_recipe, capsys):
     assert n > 0 and got["generated"]["n"] == n
     for s in got.values():
         assert 0 <= s["empty"] + s["touches"] <= n and 0 <= s["precision"] <= 1
-    assert got["noisy"]["empty"] == 0           # an annotated positive has a mask to vote on
+    assert got["noisy"]["empty"] == 0  # an annotated positive has a mask to vote on
     mod.main([str(tmp_path / "run"), "--splits", "test"])
     assert "| test | generated |" in capsys.readouterr().out
 

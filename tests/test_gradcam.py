@@ -51,8 +51,9 @@ def test_hand_computed_map():
     logits = feats.mean(dim=(2, 3)) @ w.T
     cam = gradcam(feats, logits, torch.tensor([1]), create_graph=False, relu=False)
     assert torch.allclose(cam, torch.tensor([[[0.5, 1.0], [1.5, 2.0]]]))
-    assert torch.allclose(normalise(cam, 1e-6), torch.tensor([[[0, 1 / 3], [2 / 3, 1.0]]]),
-                          atol=1e-5)
+    assert torch.allclose(
+        normalise(cam, 1e-6), torch.tensor([[[0, 1 / 3], [2 / 3, 1.0]]]), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("create_graph", [True, False])
@@ -62,10 +63,13 @@ def test_explanation_loss_alone_reaches_backbone(create_graph):
     feats = bb.forward_features(x)
     logits = bb.forward_head(feats)
     expl = GradCam(GradCamParams(create_graph=create_graph), CTX)
-    maps = expl.explain(bb, x, torch.ones(4, dtype=torch.long), features=feats, logits=logits,
-                        create_graph=True)
-    target = Targets(masks=torch.zeros(4, 1, 64, 64).index_fill_(2, torch.arange(20), 1.0),
-                     weights=torch.ones(4, 1))
+    maps = expl.explain(
+        bb, x, torch.ones(4, dtype=torch.long), features=feats, logits=logits, create_graph=True
+    )
+    target = Targets(
+        masks=torch.zeros(4, 1, 64, 64).index_fill_(2, torch.arange(20), 1.0),
+        weights=torch.ones(4, 1),
+    )
     maps, target = expl.match(maps, target)
     Gradia(Gradia.Params(), CTX)(maps, target).backward()
     stem = next(bb.model.parameters()).grad  # the first conv's weight

@@ -18,14 +18,12 @@ from esx_losses.robust_boundary import CANDIDATE_OFFSET, best_threshold, thresho
 from conftest import make_batch
 
 CTX = BuildContext(DataInfo("t", True, 1, 2, (4, 4), 3, True))
-MAP = torch.tensor([[[0.0, 0.5, 1.0, 0.25],
-                     [0.75, 0.5, 0.0, 1.0],
-                     [0.5, 0.5, 0.5, 0.5],
-                     [1.0, 0.0, 0.25, 0.75]]])
-MASK = torch.tensor([[[[0.0, 1.0, 1.0, 0.0],
-                       [1.0, 1.0, 0.0, 1.0],
-                       [0.0, 0.0, 0.0, 0.0],
-                       [1.0, 0.0, 0.0, 1.0]]]])
+MAP = torch.tensor(
+    [[[0.0, 0.5, 1.0, 0.25], [0.75, 0.5, 0.0, 1.0], [0.5, 0.5, 0.5, 0.5], [1.0, 0.0, 0.25, 0.75]]]
+)
+MASK = torch.tensor(
+    [[[[0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 1.0]]]]
+)
 
 
 def _bce(p: float, y: float, eps: float = 1e-4) -> float:
@@ -35,8 +33,10 @@ def _bce(p: float, y: float, eps: float = 1e-4) -> float:
 
 def test_haics_hand_computed_and_masked():
     loss = Haics(Haics.Params(), CTX)
-    ref = sum(_bce(MAP[0].flatten()[i].item(), MASK[0, 0].flatten()[i].item())
-              for i in range(16)) / 16
+    ref = (
+        sum(_bce(MAP[0].flatten()[i].item(), MASK[0, 0].flatten()[i].item()) for i in range(16))
+        / 16
+    )
     assert loss(MAP, Targets(MASK, torch.ones(1, 1))).item() == pytest.approx(ref, rel=1e-5)
     # only the first row annotated: the other 12 pixels must not count
     ann = torch.zeros_like(MASK, dtype=torch.bool)
@@ -49,8 +49,9 @@ def test_haics_hand_computed_and_masked():
     other[0, 1:] = 0.0
     assert loss(other, Targets(MASK, torch.ones(1, 1), ann)).item() == pytest.approx(got)
     # a positive pixel at exactly 0 costs -log(eps), not the public code's 100
-    worst = Haics(Haics.Params(), CTX)(torch.zeros(1, 1, 1), Targets(torch.ones(1, 1, 1, 1),
-                                                                      torch.ones(1, 1)))
+    worst = Haics(Haics.Params(), CTX)(
+        torch.zeros(1, 1, 1), Targets(torch.ones(1, 1, 1, 1), torch.ones(1, 1))
+    )
     assert worst.item() == pytest.approx(-math.log(1e-4), rel=1e-4)
 
 
@@ -60,8 +61,9 @@ def _brute_force(values: list[float], labels: list[int]) -> tuple[float, float]:
     pos = [v for v, y in zip(values, labels, strict=True) if y > 0]
     best, best_a = -1.0, None
     for a in [v + CANDIDATE_OFFSET for v in neg] + pos:
-        s = (sum(v < a for v in neg) / len(neg) if neg else 0.0) + \
-            (sum(v >= a for v in pos) / len(pos) if pos else 0.0)
+        s = (sum(v < a for v in neg) / len(neg) if neg else 0.0) + (
+            sum(v >= a for v in pos) / len(pos) if pos else 0.0
+        )
         if s > best:
             best, best_a = s, a
     return best, best_a
@@ -155,8 +157,17 @@ def test_res_l_hand_computed_4x4():
     m = MASK[0, 0].tolist()
     e = MAP[0].tolist()
     k = [0.25, 0.5, 0.25]
-    conv = [[sum(k[di + 1] * k[dj + 1] * m[_reflect(i + di, 4)][_reflect(j + dj, 4)]
-                 for di in (-1, 0, 1) for dj in (-1, 0, 1)) for j in range(4)] for i in range(4)]
+    conv = [
+        [
+            sum(
+                k[di + 1] * k[dj + 1] * m[_reflect(i + di, 4)][_reflect(j + dj, 4)]
+                for di in (-1, 0, 1)
+                for dj in (-1, 0, 1)
+            )
+            for j in range(4)
+        ]
+        for i in range(4)
+    ]
     lo, hi = min(map(min, conv)), max(map(max, conv))
     imputed = [[(c - lo) / (hi - lo + 1e-6) for c in row] for row in conv]
     l_d = sum(abs(e[i][j] - imputed[i][j]) for i in range(4) for j in range(4)) / 16
@@ -164,7 +175,10 @@ def test_res_l_hand_computed_4x4():
     values = [e[i][j] for i in range(4) for j in range(4)]
     labels = [y[i][j] for i in range(4) for j in range(4)]
     _, a = _brute_force(values, labels)
-    l_b = max(0.0, sum(abs(math.tanh(5 * (v - a)) - t) for v, t in zip(values, labels,
-                                                                       strict=True)) / 16 - 0.1)
+    l_b = max(
+        0.0,
+        sum(abs(math.tanh(5 * (v - a)) - t) for v, t in zip(values, labels, strict=True)) / 16
+        - 0.1,
+    )
     got = ResL(ResL.Params(eta=0.1), CTX)(MAP, Targets(MASK, torch.ones(1, 1))).item()
     assert got == pytest.approx(l_d + l_b, rel=1e-5)

@@ -91,8 +91,9 @@ def test_ssim_matches_skimage():
     g = np.random.default_rng(0)
     a = (g.random((40, 40)) > 0.5).astype(np.float64)
     b = np.clip(a + g.normal(0, 0.3, a.shape), 0, 1)
-    ref = structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
-                                use_sample_covariance=False, data_range=1.0)
+    ref = structural_similarity(
+        a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0
+    )
     ours = ssim(torch.tensor(a)[None, None].float(), torch.tensor(b)[None, None].float())
     assert ours.item() == pytest.approx(ref, abs=1e-4)
 
@@ -103,8 +104,9 @@ def test_magi_run_writes_report_and_figures(tmp_path):
     from esx.cli import app
 
     out = tmp_path / "run"
-    res = CliRunner().invoke(app, ["run", str(ROOT / "recipes" / "magi_smoke.yaml"), "--out",
-                                   str(out), "--quiet"])
+    res = CliRunner().invoke(
+        app, ["run", str(ROOT / "recipes" / "magi_smoke.yaml"), "--out", str(out), "--quiet"]
+    )
     assert res.exit_code == 0, res.output
     m = json.loads((out / "metrics.json").read_text())["aggregator"]
     for side in ("noisy", "generated"):
@@ -161,5 +163,6 @@ def test_crop_round_trip_and_identity_without_masks():
     back = m.to_image(observed, b)
     assert torch.equal((back > 0.5).float(), b.masks)
     neg = ~pos
-    assert torch.equal(theta[neg], torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(
-        int(neg.sum()), 2, 3))
+    assert torch.equal(
+        theta[neg], torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(int(neg.sum()), 2, 3)
+    )

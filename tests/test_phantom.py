@@ -58,11 +58,19 @@ def test_slots_are_shuffled_and_some_missing():
 
 
 def _area_ratio(kind: str) -> float:
-    p = PhantomParams(image_size=128, n_train=60, n_val=2, n_test=2,
-                      annotators=[{"kind": kind, "p_annotate": 1.0}])
+    p = PhantomParams(
+        image_size=128,
+        n_train=60,
+        n_val=2,
+        n_test=2,
+        annotators=[{"kind": kind, "p_annotate": 1.0}],
+    )
     ds = Phantom(p).split("train")
-    ratios = [ds[i].masks[0].sum().item() / ds[i].truth.sum().item()
-              for i in range(len(ds)) if ds[i].label == 1]
+    ratios = [
+        ds[i].masks[0].sum().item() / ds[i].truth.sum().item()
+        for i in range(len(ds))
+        if ds[i].label == 1
+    ]
     return float(np.mean(ratios))
 
 
@@ -74,11 +82,18 @@ def test_conservative_smaller_aggressive_larger():
 
 
 def test_wrong_object_marks_something_else():
-    p = PhantomParams(image_size=96, n_train=60, n_val=2, n_test=2, lookalike_prob=1.0,
-                      annotators=[{"kind": "wrong_object", "p_annotate": 1.0, "strength": 2.0}])
+    p = PhantomParams(
+        image_size=96,
+        n_train=60,
+        n_val=2,
+        n_test=2,
+        lookalike_prob=1.0,
+        annotators=[{"kind": "wrong_object", "p_annotate": 1.0, "strength": 2.0}],
+    )
     ds = Phantom(p).split("train")
-    overlaps = [(ds[i].masks[0] * ds[i].truth[0]).sum().item()
-                for i in range(len(ds)) if ds[i].label == 1]
+    overlaps = [
+        (ds[i].masks[0] * ds[i].truth[0]).sum().item() for i in range(len(ds)) if ds[i].label == 1
+    ]
     assert np.mean([o == 0 for o in overlaps]) > 0.8
 
 

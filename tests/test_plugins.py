@@ -51,8 +51,14 @@ def test_cli_plugins_json(registry):
         assert names <= set(listed)
         for n in names:
             assert listed[n]["package"] == "esx"
-            assert listed[n]["plugin"] in {"timm", "gradcam", "aggregators", "losses",
-                                           "phantom", "magi"}
+            assert listed[n]["plugin"] in {
+                "timm",
+                "gradcam",
+                "aggregators",
+                "losses",
+                "phantom",
+                "magi",
+            }
 
 
 def _plugin(name: str, component: str) -> types.SimpleNamespace:
@@ -171,17 +177,28 @@ def _fake_distribution(root: Path, dist: str, ep_name: str, module: str, code: s
 def _esx(args: list[str], pythonpath: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESX_")}
     env["PYTHONPATH"] = str(pythonpath)
-    return subprocess.run([sys.executable, "-m", "esx", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "esx", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_broken_plugins_are_reported_and_esx_still_starts(tmp_path):
-    _fake_distribution(tmp_path, "esx-broken", "broken", "esx_broken_mod",
-                       "raise ImportError('needs a library that is not installed')\n")
-    _fake_distribution(tmp_path, "esx-dup", "dup", "esx_dup_mod",
-                       "import esx\n\n@esx.hookimpl\ndef register_aggregators(register):\n"
-                       "    from esx_aggregators import Consensus\n"
-                       "    register('consensus', Consensus)\n")
+    _fake_distribution(
+        tmp_path,
+        "esx-broken",
+        "broken",
+        "esx_broken_mod",
+        "raise ImportError('needs a library that is not installed')\n",
+    )
+    _fake_distribution(
+        tmp_path,
+        "esx-dup",
+        "dup",
+        "esx_dup_mod",
+        "import esx\n\n@esx.hookimpl\ndef register_aggregators(register):\n"
+        "    from esx_aggregators import Consensus\n"
+        "    register('consensus', Consensus)\n",
+    )
     res = _esx(["plugins", "--json"], tmp_path)
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)

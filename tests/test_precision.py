@@ -26,11 +26,13 @@ def test_score_scale_is_undone_exactly():
     ex, bb, batch = _explainer_and_backbone()
     feats = bb.forward_features(batch.image)
     logits = bb.forward_head(feats)
-    plain = ex.explain(bb, batch.image, batch.label, features=feats, logits=logits,
-                       create_graph=True)
+    plain = ex.explain(
+        bb, batch.image, batch.label, features=feats, logits=logits, create_graph=True
+    )
     ex.grad_scale = FP16_EXPLAIN_SCALE
-    scaled = ex.explain(bb, batch.image, batch.label, features=feats, logits=logits,
-                        create_graph=True)
+    scaled = ex.explain(
+        bb, batch.image, batch.label, features=feats, logits=logits, create_graph=True
+    )
     torch.testing.assert_close(scaled, plain, rtol=0, atol=1e-6)
 
 
@@ -58,12 +60,24 @@ def test_mixed_precision_run(tmp_path, tiny_recipe, precision, channels_last):
 
     recipe, out = tmp_path / "r.yaml", tmp_path / "run"
     recipe.write_text(yaml.safe_dump(tiny_recipe))
-    res = CliRunner().invoke(app, ["run", str(recipe), "--out", str(out), "--quiet",
-                                   "--set", f"train.precision={precision}",
-                                   "--set", f"train.channels_last={str(channels_last).lower()}"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(recipe),
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            f"train.precision={precision}",
+            "--set",
+            f"train.channels_last={str(channels_last).lower()}",
+        ],
+    )
     assert res.exit_code == 0, res.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["run"]["precision"] == str({"bf16": torch.bfloat16,
-                                               "fp16": torch.float16}[precision])
+    assert metrics["run"]["precision"] == str(
+        {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    )
     history = (out / "history.csv").read_text()
     assert "nan" not in history.lower() and "inf" not in history.lower()

@@ -90,18 +90,32 @@ def _lidc_root(tmp_path: Path) -> Path:
     write_lidc(root, patients=3, size=64)
     bad = write_lidc_case(root, "LIDC-IDRI-0004", [[]], size=32, slices=4, seed=4)
     (bad.folder / "1-002.dcm").write_bytes(b"this is not a DICOM file")
-    empty = write_lidc_case(root, "LIDC-IDRI-0005", [[]], size=32, slices=4, seed=5,
-                            tiny_mark=False)
+    empty = write_lidc_case(
+        root, "LIDC-IDRI-0005", [[]], size=32, slices=4, seed=5, tiny_mark=False
+    )
     text = empty.xml.read_text()
     start, end = text.index("<ns0:readingSession"), text.rindex("</ns0:readingSession>")
-    empty.xml.write_text(text[:start] + text[end + len("</ns0:readingSession>"):])
+    empty.xml.write_text(text[:start] + text[end + len("</ns0:readingSession>") :])
     return root
 
 
 def test_prepare_lidc_end_to_end(tmp_path):
     root, out = _lidc_root(tmp_path), tmp_path / "prepared"
-    res = _invoke("data", "prepare", "lidc", "--root", str(root), "--out", str(out),
-                  "--crop", "32", "--sizes", "2,2,2", "--boundary-noise", "0")
+    res = _invoke(
+        "data",
+        "prepare",
+        "lidc",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--crop",
+        "32",
+        "--sizes",
+        "2,2,2",
+        "--boundary-noise",
+        "0",
+    )
     assert res.exit_code == 0, res.output
     assert "Traceback" not in res.output
     assert "prepared 3 case(s)" in res.output and "skipped 2" in res.output
@@ -131,12 +145,38 @@ def test_prepare_lidc_end_to_end(tmp_path):
         split_of.setdefault(r["id"][:14], set()).add(r["split"])
     assert all(len(s) == 1 for s in split_of.values())
 
-    again = _invoke("data", "prepare", "lidc", "--root", str(root), "--out", str(out),
-                    "--crop", "32", "--sizes", "2,2,2", "--boundary-noise", "0")
+    again = _invoke(
+        "data",
+        "prepare",
+        "lidc",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--crop",
+        "32",
+        "--sizes",
+        "2,2,2",
+        "--boundary-noise",
+        "0",
+    )
     assert again.exit_code == 0 and "reused 3 already prepared" in again.output
     assert _rows(out) == rows
-    other = _invoke("data", "prepare", "lidc", "--root", str(root), "--out", str(out),
-                    "--crop", "48", "--sizes", "2,2,2", "--boundary-noise", "0")
+    other = _invoke(
+        "data",
+        "prepare",
+        "lidc",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--crop",
+        "48",
+        "--sizes",
+        "2,2,2",
+        "--boundary-noise",
+        "0",
+    )
     assert other.exit_code == 2 and "prepared before with other options (crop)" in other.output
 
 
@@ -146,15 +186,30 @@ def test_boundary_noise_changes_masks_not_truth(tmp_path):
     outs = {}
     for noise in ("0", "3"):
         out = tmp_path / f"out{noise}"
-        res = _invoke("data", "prepare", "lidc", "--root", str(root), "--out", str(out),
-                      "--crop", "32", "--sizes", "2,2,2", "--boundary-noise", noise)
+        res = _invoke(
+            "data",
+            "prepare",
+            "lidc",
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+            "--crop",
+            "32",
+            "--sizes",
+            "2,2,2",
+            "--boundary-noise",
+            noise,
+        )
         assert res.exit_code == 0, res.output
         outs[noise] = out
     name = "LIDC_IDRI_0001_01_01_2000_CT_3000_series_n0"
-    np.testing.assert_array_equal(_png(outs["0"] / "truth" / f"{name}.png"),
-                                  _png(outs["3"] / "truth" / f"{name}.png"))
-    assert (_png(outs["0"] / "masks" / f"{name}_0.png")
-            != _png(outs["3"] / "masks" / f"{name}_0.png")).any()
+    np.testing.assert_array_equal(
+        _png(outs["0"] / "truth" / f"{name}.png"), _png(outs["3"] / "truth" / f"{name}.png")
+    )
+    assert (
+        _png(outs["0"] / "masks" / f"{name}_0.png") != _png(outs["3"] / "masks" / f"{name}_0.png")
+    ).any()
 
 
 def test_prepare_msd_pancreas(tmp_path):
@@ -163,9 +218,21 @@ def test_prepare_msd_pancreas(tmp_path):
     (root / "imagesTr" / "pancreas_009.nii.gz").write_bytes(b"")
     (root / "labelsTr" / "pancreas_009.nii.gz").write_bytes(b"")
     (root / "imagesTr" / "._pancreas_001.nii.gz").write_bytes(b"macOS junk")
-    res = _invoke("data", "prepare", "msd-pancreas", "--root", str(root), "--out", str(out),
-                  "--crop", "32", "--sizes", "2,2,rest",
-                  "--annotators", "accurate:1,conservative:1,aggressive:1")
+    res = _invoke(
+        "data",
+        "prepare",
+        "msd-pancreas",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--crop",
+        "32",
+        "--sizes",
+        "2,2,rest",
+        "--annotators",
+        "accurate:1,conservative:1,aggressive:1",
+    )
     assert res.exit_code == 0, res.output
     assert "pancreas_009.nii.gz: not a readable NIfTI file" in res.output
     assert "prepared 3 case(s)" in res.output and "skipped 1" in res.output
@@ -176,7 +243,8 @@ def test_prepare_msd_pancreas(tmp_path):
         truth = _png(out / "truth" / f"pancreas_00{c}_pos.png")
         assert truth.any()
         accurate, conservative, aggressive = (
-            _png(out / "masks" / f"pancreas_00{c}_pos_{k}.png") for k in range(3))
+            _png(out / "masks" / f"pancreas_00{c}_pos_{k}.png") for k in range(3)
+        )
         assert conservative.sum() < truth.sum() < aggressive.sum()
         assert (accurate & truth).sum() > 0.5 * truth.sum()
 
@@ -188,8 +256,10 @@ def test_prepare_errors_are_one_clear_message(tmp_path):
         (["lidc", "--root", str(tmp_path), "--sizes", "1,2"], "give three sizes"),
         (["lidc", "--root", str(tmp_path), "--crop", "2"], "--crop"),
         (["msd-pancreas", "--root", str(tmp_path)], "no imagesTr/ folder"),
-        (["msd-pancreas", "--root", str(tmp_path), "--annotators", "sloppy:1"],
-         "'sloppy:1' is not kind"),
+        (
+            ["msd-pancreas", "--root", str(tmp_path), "--annotators", "sloppy:1"],
+            "'sloppy:1' is not kind",
+        ),
     ]
     for args, message in cases:
         res = _invoke("data", "prepare", *args, "--out", str(tmp_path / "o"))
@@ -200,11 +270,33 @@ def test_prepare_errors_are_one_clear_message(tmp_path):
 def test_magi_recipe_trains_on_prepared_data_and_says_real(tmp_path):
     root, out = tmp_path / "LIDC-IDRI", tmp_path / "prepared"
     write_lidc(root, patients=3)
-    assert _invoke("data", "prepare", "lidc", "--root", str(root), "--out", str(out),
-                   "--crop", "32", "--sizes", "2,2,2").exit_code == 0
+    assert (
+        _invoke(
+            "data",
+            "prepare",
+            "lidc",
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+            "--crop",
+            "32",
+            "--sizes",
+            "2,2,2",
+        ).exit_code
+        == 0
+    )
     run = tmp_path / "run"
-    res = _invoke("run", str(RECIPES / "magi_lidc.yaml"), "--out", str(run),
-                  "--set", f"data.params.root={out}", "--set", "train.epochs=1")
+    res = _invoke(
+        "run",
+        str(RECIPES / "magi_lidc.yaml"),
+        "--out",
+        str(run),
+        "--set",
+        f"data.params.root={out}",
+        "--set",
+        "train.epochs=1",
+    )
     assert res.exit_code == 0, res.output
     assert "SYNTHETIC" not in res.output and "DATA NOT FOUND" not in res.output
     data = json.loads((run / "metrics.json").read_text())["data"]
@@ -215,9 +307,20 @@ def test_magi_recipe_trains_on_prepared_data_and_says_real(tmp_path):
 def test_missing_data_falls_back_loudly(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data/lidc here
     run = tmp_path / "run"
-    res = _invoke("run", str(RECIPES / "magi_lidc.yaml"), "--out", str(run),
-                  "--set", "train.epochs=1", "--set", "data.fallback.params.n_train=8",
-                  "--set", "data.fallback.params.n_val=8", "--set", "data.fallback.params.n_test=8")
+    res = _invoke(
+        "run",
+        str(RECIPES / "magi_lidc.yaml"),
+        "--out",
+        str(run),
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.fallback.params.n_train=8",
+        "--set",
+        "data.fallback.params.n_val=8",
+        "--set",
+        "data.fallback.params.n_test=8",
+    )
     assert res.exit_code == 0, res.output
     assert "DATA NOT FOUND" in res.output and "no samples.csv in data/lidc" in res.output
     assert "SYNTHETIC" in res.output
@@ -225,8 +328,14 @@ def test_missing_data_falls_back_loudly(tmp_path, monkeypatch):
     assert data["synthetic"] is True and data["fallback_from"]["wanted"] == "folder"
     assert "name: phantom" in (run / "recipe.yaml").read_text()  # what ran, for --resume
     # Without a fallback, missing data is an error, not a silent substitute.
-    res = _invoke("run", str(RECIPES / "magi_lidc.yaml"), "--out", str(tmp_path / "r2"),
-                  "--set", "data.fallback=null")
+    res = _invoke(
+        "run",
+        str(RECIPES / "magi_lidc.yaml"),
+        "--out",
+        str(tmp_path / "r2"),
+        "--set",
+        "data.fallback=null",
+    )
     assert res.exit_code == 2 and "no samples.csv in data/lidc" in res.output
 
 

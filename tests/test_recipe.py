@@ -27,7 +27,7 @@ def _write(tmp_path, text: str):
 
 
 def test_all_problems_reported_with_lines(tmp_path, registry, tiny_recipe):
-    tiny_recipe["train"]["epochz"] = 3          # unknown key
+    tiny_recipe["train"]["epochz"] = 3  # unknown key
     tiny_recipe["train"]["batch_size"] = "big"  # wrong type
     tiny_recipe["aggregator"]["name"] = "consensos"  # unknown component
     tiny_recipe["loss"]["params"] = {"weight": 2}  # param the plugin does not accept
@@ -58,8 +58,9 @@ def test_component_params_validated_by_plugin(registry, tiny_recipe):
 
 def test_overrides_and_resolved_dump(tmp_path, registry, tiny_recipe):
     p = _write(tmp_path, yaml.safe_dump(tiny_recipe))
-    r = load_recipe(p, registry, ["train.epochs=5", "aggregator.params.threshold=0.75",
-                                  "loss.name=none"])
+    r = load_recipe(
+        p, registry, ["train.epochs=5", "aggregator.params.threshold=0.75", "loss.name=none"]
+    )
     assert r.train.epochs == 5 and r.loss.name == "none"
     dumped = yaml.safe_load(dump_recipe(r, registry))
     assert dumped["aggregator"]["params"] == {"threshold": 0.75}
@@ -89,8 +90,10 @@ def _invoke(args):
         (lambda r: r["train"].update(lrr=1), "train.lrr"),
         (lambda r: r["train"].update(epochs="ten"), "train.epochs"),
         (lambda r: r["loss"].update(name="gradai"), "Did you mean 'gradia'"),
-        (lambda r: r["backbone"]["params"].update(weights="/no/such/file.safetensors"),
-         "/no/such/file.safetensors"),
+        (
+            lambda r: r["backbone"]["params"].update(weights="/no/such/file.safetensors"),
+            "/no/such/file.safetensors",
+        ),
     ],
     ids=["unknown-key", "wrong-type", "unknown-component", "missing-weights-file"],
 )

@@ -13,10 +13,17 @@ from esx.recipe import build_params, dump_recipe, validate_recipe
 
 REG = build_registry()
 BASE = {
-    "version": 1, "seed": 0,
-    "data": {"name": "phantom", "params": {"image_size": 64, "n_train": 8,
-                                           "cue": {"strength": 0.9},
-                                           "annotators": [{"kind": "conservative"}]}},
+    "version": 1,
+    "seed": 0,
+    "data": {
+        "name": "phantom",
+        "params": {
+            "image_size": 64,
+            "n_train": 8,
+            "cue": {"strength": 0.9},
+            "annotators": [{"kind": "conservative"}],
+        },
+    },
     "backbone": {"name": "timm", "params": {"arch": "test_resnet"}},
     "explainer": {"name": "gradcam", "params": {"compare_at": "map"}},
     "aggregator": {"name": "magi", "params": {"gen_size": 16}},
@@ -26,10 +33,14 @@ BASE = {
 }
 
 values = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 10**6)
+    | st.floats(allow_nan=True)
     | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                 max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 

@@ -38,8 +38,9 @@ def test_sigkill_mid_epoch_then_resume_matches(tmp_path, tiny_recipe):
 
     cut = tmp_path / "cut"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "esx", "run", str(recipe), "--out", str(cut),
-                             "--quiet"], env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "esx", "run", str(recipe), "--out", str(cut), "--quiet"], env=env
+    )
     deadline = time.time() + 240
     while not (cut / "last.safetensors").exists() and proc.poll() is None:
         assert time.time() < deadline, "the run never finished an epoch"

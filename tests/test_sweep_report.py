@@ -26,14 +26,18 @@ def test_sweep_then_report(tmp_path, tiny_recipe):
     _write(grid, "a_magi", magi, "MAGI", "a")
     out = tmp_path / "runs"
     runner = CliRunner()
-    res = runner.invoke(app, ["sweep", str(grid), "--seeds", "0,1", "--out",
-                              str(out)], env={"COLUMNS": "200"})
+    res = runner.invoke(
+        app, ["sweep", str(grid), "--seeds", "0,1", "--out", str(out)], env={"COLUMNS": "200"}
+    )
     assert res.exit_code == 0, res.output
     for name in ("a_base", "a_magi"):
         for seed in (0, 1):
             assert (out / name / f"seed{seed}" / "metrics.json").is_file()
-    again = runner.invoke(app, ["sweep", str(grid), "--seeds", "0", "--seeds", "1", "--out",
-                                str(out)], env={"COLUMNS": "200"})
+    again = runner.invoke(
+        app,
+        ["sweep", str(grid), "--seeds", "0", "--seeds", "1", "--out", str(out)],
+        env={"COLUMNS": "200"},
+    )
     assert again.exit_code == 0 and again.output.count("skip a_") == 4, again.output
 
     rep = runner.invoke(app, ["report", str(out)])
@@ -46,8 +50,11 @@ def test_sweep_then_report(tmp_path, tiny_recipe):
     assert {r["method"] for r in rows} == {"Baseline", "MAGI"}
     import json
     import statistics
-    accs = [json.loads((out / "a_base" / f"seed{s}" / "metrics.json").read_text())["test"]
-            ["accuracy"] for s in (0, 1)]
+
+    accs = [
+        json.loads((out / "a_base" / f"seed{s}" / "metrics.json").read_text())["test"]["accuracy"]
+        for s in (0, 1)
+    ]
     base = next(r for r in rows if r["method"] == "Baseline")
     assert float(base["accuracy_mean"]) == statistics.mean(accs)
     assert (out / "table1.png").is_file() and (out / "table2.csv").is_file()
@@ -70,10 +77,21 @@ def test_report_of_empty_folder(tmp_path):
 
 
 def test_table1_recipes_cover_the_paper():
-    labels = {yaml.safe_load(p.read_text())["label"] for p in (ROOT / "recipes" / "table1")
-              .glob("*.yaml")}
-    assert {"Baseline", "Consensus", "MeanLoss", "Random", "Proposed (MAGI)", "GRADIA", "HAICS",
-            "RES-L", "RES-G", "Oracle (true masks)"} <= labels
+    labels = {
+        yaml.safe_load(p.read_text())["label"] for p in (ROOT / "recipes" / "table1").glob("*.yaml")
+    }
+    assert {
+        "Baseline",
+        "Consensus",
+        "MeanLoss",
+        "Random",
+        "Proposed (MAGI)",
+        "GRADIA",
+        "HAICS",
+        "RES-L",
+        "RES-G",
+        "Oracle (true masks)",
+    } <= labels
 
 
 def test_seed_specs():
@@ -93,8 +111,7 @@ def test_same_experiment_under_two_labels_runs_once(tmp_path, tiny_recipe):
     _write(grid, "a_x", tiny_recipe, "X", "a")
     _write(grid, "b_x", tiny_recipe, "X", "b")
     out = tmp_path / "runs"
-    res = CliRunner().invoke(app, ["sweep", str(grid), "--out", str(out)],
-                             env={"COLUMNS": "200"})
+    res = CliRunner().invoke(app, ["sweep", str(grid), "--out", str(out)], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "reuse b_x seed 0: the same experiment as" in res.output and "'reused': 1" in res.output
     a = json.loads((out / "a_x" / "seed0" / "metrics.json").read_text())
@@ -113,11 +130,15 @@ def test_reuse_spans_sweeps_into_one_folder(tmp_path, tiny_recipe):
     _write(grid, "c_other", other, "Other", "b")
     out = tmp_path / "runs"
     runner = CliRunner()
-    first = runner.invoke(app, ["sweep", str(grid / "a_x.yaml"), "--out", str(out)],
-                          env={"COLUMNS": "200"})
+    first = runner.invoke(
+        app, ["sweep", str(grid / "a_x.yaml"), "--out", str(out)], env={"COLUMNS": "200"}
+    )
     assert first.exit_code == 0, first.output
-    second = runner.invoke(app, ["sweep", str(grid / "b_x.yaml"), str(grid / "c_other.yaml"),
-                                 "--out", str(out)], env={"COLUMNS": "200"})
+    second = runner.invoke(
+        app,
+        ["sweep", str(grid / "b_x.yaml"), str(grid / "c_other.yaml"), "--out", str(out)],
+        env={"COLUMNS": "200"},
+    )
     assert second.exit_code == 0, second.output
     assert "reuse b_x seed 0: the same experiment as" in second.output
     assert "'done': 1" in second.output and "'reused': 1" in second.output
@@ -129,5 +150,7 @@ def test_reuse_spans_sweeps_into_one_folder(tmp_path, tiny_recipe):
     from esx.plugins import registry
     from esx.sweep import finished_runs
 
-    assert set(finished_runs(out, registry()).values()) == {out / "b_x" / "seed0",
-                                                            out / "c_other" / "seed0"}
+    assert set(finished_runs(out, registry()).values()) == {
+        out / "b_x" / "seed0",
+        out / "c_other" / "seed0",
+    }

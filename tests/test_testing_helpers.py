@@ -22,8 +22,9 @@ def test_every_aggregator_keeps_the_contract(name):
 
 
 def test_magi_with_crops_keeps_the_contract():
-    testing.check_aggregator(REG.get("aggregator", "magi"),
-                             {"gen_size": 16, "width": 4, "crop": True}, registry=REG)
+    testing.check_aggregator(
+        REG.get("aggregator", "magi"), {"gen_size": 16, "width": 4, "crop": True}, registry=REG
+    )
 
 
 @pytest.mark.parametrize("name", REG.names("loss"))
@@ -38,8 +39,9 @@ def test_every_explainer_keeps_the_contract(name):
 
 @pytest.mark.parametrize("name", REG.names("backbone"))
 def test_every_backbone_keeps_the_contract(name):
-    testing.check_backbone(REG.get("backbone", name),
-                           {"arch": "test_resnet", "zero_init_last": False})
+    testing.check_backbone(
+        REG.get("backbone", name), {"arch": "test_resnet", "zero_init_last": False}
+    )
 
 
 DATASET_PARAMS = {
@@ -61,8 +63,9 @@ class _Broken(Aggregator):
 
     def forward(self, batch):
         b = batch.masks.shape[0]
-        return AggregatorOutput(Targets(torch.zeros(b, 1, *batch.masks.shape[-2:]),
-                                        torch.full((b, 1), 0.5)))
+        return AggregatorOutput(
+            Targets(torch.zeros(b, 1, *batch.masks.shape[-2:]), torch.full((b, 1), 0.5))
+        )
 
 
 def test_check_catches_a_broken_aggregator():

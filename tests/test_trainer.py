@@ -23,16 +23,26 @@ from conftest import ROOT, make_batch
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke") / "run"
-    res = CliRunner().invoke(app, ["run", str(ROOT / "recipes" / "smoke.yaml"), "--out", str(out)],
-                             env={"COLUMNS": "160"})
+    res = CliRunner().invoke(
+        app,
+        ["run", str(ROOT / "recipes" / "smoke.yaml"), "--out", str(out)],
+        env={"COLUMNS": "160"},
+    )
     assert res.exit_code == 0, res.output
     return out, res.output
 
 
 def test_run_folder_contents(smoke_run):
     out, output = smoke_run
-    for name in ("recipe.yaml", "metrics.json", "history.csv", "predictions.csv",
-                 "best.safetensors", "run.log", "overlays.png"):
+    for name in (
+        "recipe.yaml",
+        "metrics.json",
+        "history.csv",
+        "predictions.csv",
+        "best.safetensors",
+        "run.log",
+        "overlays.png",
+    ):
         assert (out / name).is_file(), name
     assert "SYNTHETIC" in output and "test results" in output
     m = json.loads((out / "metrics.json").read_text())

@@ -34,8 +34,9 @@ class Staple(Aggregator):
         try:
             import SimpleITK
         except ImportError:
-            raise EsxError("aggregator 'staple' needs SimpleITK: pip install 'esx[staple]'") \
-                from None
+            raise EsxError(
+                "aggregator 'staple' needs SimpleITK: pip install 'esx[staple]'"
+            ) from None
         self.sitk = SimpleITK
 
     def _one(self, masks: np.ndarray) -> np.ndarray:
@@ -50,8 +51,14 @@ class Staple(Aggregator):
     def forward(self, batch: Batch) -> AggregatorOutput:
         masks = batch.masks.detach().cpu().numpy()
         valid = batch.mask_valid.cpu().numpy()
-        out = np.stack([self._one(masks[i][valid[i]]) if valid[i].any()
-                        else np.zeros(masks.shape[-2:], np.float32) for i in range(len(masks))])
+        out = np.stack(
+            [
+                self._one(masks[i][valid[i]])
+                if valid[i].any()
+                else np.zeros(masks.shape[-2:], np.float32)
+                for i in range(len(masks))
+            ]
+        )
         t = torch.from_numpy(out)[:, None].to(batch.masks.device).clamp(0, 1)
         if self.params.hard:
             t = (t >= 0.5).to(t.dtype)

@@ -77,8 +77,10 @@ def _binary(arr: np.ndarray, path: Path) -> np.ndarray:
         arr = arr / 255.0
     elif not set(values.tolist()) <= {0.0, 1.0}:
         bad = next(v for v in values.tolist() if v not in (0.0, 1.0, 255.0))
-        raise DataError(f"{path}: masks must be binary (0/1 or 0/255), found value {bad}; "
-                        "threshold the mask before saving it")
+        raise DataError(
+            f"{path}: masks must be binary (0/1 or 0/255), found value {bad}; "
+            "threshold the mask before saving it"
+        )
     return arr[:1]
 
 
@@ -115,8 +117,9 @@ class FolderDataset(Dataset):
             rows = list(csv.DictReader(f))
         missing = {"id", "label", "split"} - set(rows[0] if rows else {})
         if missing:
-            raise DataError(f"{path}: missing column(s) {sorted(missing)}; "
-                            "the header must be id,label,split")
+            raise DataError(
+                f"{path}: missing column(s) {sorted(missing)}; the header must be id,label,split"
+            )
         for n, row in enumerate(rows, 2):
             if row["split"] not in self.SPLITS:
                 raise DataError(f"{path}:{n}: split {row['split']!r} is not train, val or test")
@@ -132,15 +135,19 @@ class FolderDataset(Dataset):
             sid = row["id"]
             img_path = _find(self.root / "images", sid)
             if img_path is None:
-                raise DataError(f"{self.root / 'images'}: no image for id {sid!r} "
-                                f"(expected {sid}.png or {sid}.npy)")
+                raise DataError(
+                    f"{self.root / 'images'}: no image for id {sid!r} "
+                    f"(expected {sid}.png or {sid}.npy)"
+                )
             image = read_array(img_path)
             if img_path.suffix == ".png":
                 image = image / 255.0
             shape = shape or image.shape
             if image.shape != shape:
-                raise DataError(f"{img_path}: shape {image.shape} differs from the first "
-                                f"image's {shape}; resize all images to one size")
+                raise DataError(
+                    f"{img_path}: shape {image.shape} differs from the first "
+                    f"image's {shape}; resize all images to one size"
+                )
             masks = np.zeros((p.num_annotators, *image.shape[-2:]), np.float32)
             valid = np.zeros(p.num_annotators, bool)
             for mpath in sorted((self.root / "masks").glob(f"{sid}_*")):
@@ -149,42 +156,58 @@ class FolderDataset(Dataset):
                     continue
                 slot = int(slot_text)
                 if slot >= p.num_annotators:
-                    raise DataError(f"{mpath}: annotation slot {slot} but the recipe allows "
-                                    f"{p.num_annotators} annotators; raise "
-                                    "data.params.num_annotators")
+                    raise DataError(
+                        f"{mpath}: annotation slot {slot} but the recipe allows "
+                        f"{p.num_annotators} annotators; raise "
+                        "data.params.num_annotators"
+                    )
                 m = _binary(read_array(mpath), mpath)
                 if m.shape[-2:] != image.shape[-2:]:
-                    raise DataError(f"{mpath}: mask is {m.shape[-2]}x{m.shape[-1]} but its "
-                                    f"image is {image.shape[-2]}x{image.shape[-1]}")
+                    raise DataError(
+                        f"{mpath}: mask is {m.shape[-2]}x{m.shape[-1]} but its "
+                        f"image is {image.shape[-2]}x{image.shape[-1]}"
+                    )
                 masks[slot], valid[slot] = m[0], True
             label = int(row["label"])
             if label == 1 and not valid.any() and not p.allow_unannotated:
-                raise DataError(f"{self.root / 'masks'}: positive image {sid!r} has no "
-                                "annotation; add its masks or set data.params.allow_unannotated:"
-                                " true to train it on its label only")
+                raise DataError(
+                    f"{self.root / 'masks'}: positive image {sid!r} has no "
+                    "annotation; add its masks or set data.params.allow_unannotated:"
+                    " true to train it on its label only"
+                )
             truth_path = _find(self.root / "truth", sid)
             truth = None
             if truth_path is not None:
                 truth = torch.from_numpy(_binary(read_array(truth_path), truth_path)).to(
-                    torch.uint8)
+                    torch.uint8
+                )
             sample = Sample(
-                image=(torch.from_numpy(image) - p.mean) / p.std, label=label,
-                masks=torch.from_numpy(masks).to(torch.uint8), mask_valid=torch.from_numpy(valid),
-                index=len(splits[row["split"]]), truth=truth,
+                image=(torch.from_numpy(image) - p.mean) / p.std,
+                label=label,
+                masks=torch.from_numpy(masks).to(torch.uint8),
+                mask_valid=torch.from_numpy(valid),
+                index=len(splits[row["split"]]),
+                truth=truth,
             )
             validate_sample(sample, str(img_path))
             splits[row["split"]].append(sample)
         for name, items in splits.items():
             if not items:
-                raise DataError(f"{self.root / 'samples.csv'}: the {name} split is empty; "
-                                "every split needs at least one image")
+                raise DataError(
+                    f"{self.root / 'samples.csv'}: the {name} split is empty; "
+                    "every split needs at least one image"
+                )
         if not any(s.mask_valid.any() for s in splits["train"]):
-            raise DataError(f"{self.root}: no training image has any annotation, so nothing can "
-                            "supervise the explanations; add masks under masks/")
+            raise DataError(
+                f"{self.root}: no training image has any annotation, so nothing can "
+                "supervise the explanations; add masks under masks/"
+            )
         truths = {s.truth is not None for items in splits.values() for s in items}
         if len(truths) > 1:
-            raise DataError(f"{self.root / 'truth'}: some images have a true mask and others "
-                            "not; give every image one or none")
+            raise DataError(
+                f"{self.root / 'truth'}: some images have a true mask and others "
+                "not; give every image one or none"
+            )
         self._shape = shape
         self._has_truth = truths == {True}
         return splits
@@ -192,9 +215,13 @@ class FolderDataset(Dataset):
     @property
     def info(self) -> DataInfo:
         return DataInfo(
-            name=f"folder:{self.root.name}", synthetic=self.params.synthetic,
-            in_chans=self._shape[0], num_classes=2, image_size=tuple(self._shape[-2:]),
-            num_annotators=self.params.num_annotators, has_truth=self._has_truth,
+            name=f"folder:{self.root.name}",
+            synthetic=self.params.synthetic,
+            in_chans=self._shape[0],
+            num_classes=2,
+            image_size=tuple(self._shape[-2:]),
+            num_annotators=self.params.num_annotators,
+            has_truth=self._has_truth,
             splits={k: len(v) for k, v in self._splits.items()},
             details={"root": str(self.root), **self._provenance()},
         )
@@ -204,8 +231,11 @@ class FolderDataset(Dataset):
         import json
 
         try:
-            return {"prepared_from": str(json.loads(
-                (self.root / "prepare.json").read_text(encoding="utf-8"))["source"])}
+            return {
+                "prepared_from": str(
+                    json.loads((self.root / "prepare.json").read_text(encoding="utf-8"))["source"]
+                )
+            }
         except (OSError, ValueError, KeyError, TypeError):
             return {}
 

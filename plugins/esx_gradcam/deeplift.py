@@ -51,8 +51,7 @@ class DeepLift(Explainer):
     def __init__(self, params: DeepLiftParams, context: BuildContext) -> None:
         super().__init__(params, context)
 
-    def explain(self, backbone, image, classes, *, features=None, logits=None,
-                create_graph=False):
+    def explain(self, backbone, image, classes, *, features=None, logits=None, create_graph=False):
         model = _Forward(_no_inplace(backbone)).eval()
         with torch.enable_grad():
             x = image.detach().requires_grad_(True)

@@ -58,7 +58,12 @@ def normalise(maps: Tensor, eps: float) -> Tensor:
 
 
 def gradcam(
-    features: Tensor, logits: Tensor, classes: Tensor, *, create_graph: bool, relu: bool,
+    features: Tensor,
+    logits: Tensor,
+    classes: Tensor,
+    *,
+    create_graph: bool,
+    relu: bool,
     grad_scale: float = 1.0,
 ) -> Tensor:
     """Raw Grad-CAM ``(B, h, w)`` from a step's activations and logits.
@@ -67,8 +72,9 @@ def gradcam(
     differentiation and the gradients divided by it after, in fp32.
     """
     score = logits.float().gather(1, classes[:, None]).sum()
-    (grads,) = torch.autograd.grad(score * grad_scale, features, create_graph=create_graph,
-                                   retain_graph=True)
+    (grads,) = torch.autograd.grad(
+        score * grad_scale, features, create_graph=create_graph, retain_graph=True
+    )
     alpha = grads.float().mean(dim=(2, 3), keepdim=True) / grad_scale
     cam = (alpha * features.float()).sum(dim=1)
     return cam.clamp_min(0) if relu else cam
@@ -101,8 +107,12 @@ class GradCam(Explainer):
                     features.requires_grad_(True)
                 logits = backbone.forward_head(features)
             cam = gradcam(
-                features, logits, classes, create_graph=create_graph and p.create_graph,
-                relu=p.relu, grad_scale=self.grad_scale,
+                features,
+                logits,
+                classes,
+                create_graph=create_graph and p.create_graph,
+                relu=p.relu,
+                grad_scale=self.grad_scale,
             )
         return normalise(cam, p.eps)
 

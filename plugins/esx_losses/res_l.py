@@ -59,8 +59,9 @@ class ResL(Loss):
             imputed = imputed.detach()
         l_d = weighted_mean((maps[:, None] - imputed).abs(), targets.weights, targets.annotated)
         labels = signed_labels(targets.masks, targets.annotated)
-        loss = l_d + p.boundary_weight * boundary_loss(maps, labels, targets.weights, p.eta,
-                                                        p.sharpness)
+        loss = l_d + p.boundary_weight * boundary_loss(
+            maps, labels, targets.weights, p.eta, p.sharpness
+        )
         if p.reg > 0:
             loss = loss + p.reg * weighted_mean((imputed - positive) ** 2, targets.weights)
         return loss

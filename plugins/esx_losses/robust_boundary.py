@@ -48,8 +48,9 @@ def best_threshold(values: Tensor, labels: Tensor) -> Tensor:
     return candidates[score.argmax()]
 
 
-def boundary_loss(maps: Tensor, labels: Tensor, weights: Tensor, eta: float,
-                  sharpness: float) -> Tensor:
+def boundary_loss(
+    maps: Tensor, labels: Tensor, weights: Tensor, eta: float, sharpness: float
+) -> Tensor:
     """``L_B`` for maps ``(N, h, w)`` against labels ``(N, K, h, w)`` in {-1, 0, +1}."""
     used = labels[weights > 0]
     a = best_threshold(maps[:, None].expand_as(labels)[weights > 0], used)

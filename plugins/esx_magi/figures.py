@@ -23,8 +23,9 @@ def gallery(magi, batch: Batch, path: Path) -> None:
     rows = (batch.annotated & (batch.label > 0)).nonzero().flatten()
     if len(rows) == 0:
         return
-    b = Batch(**{k: (v[rows] if isinstance(v, torch.Tensor) else v)
-                 for k, v in vars(batch).items()})
+    b = Batch(
+        **{k: (v[rows] if isinstance(v, torch.Tensor) else v) for k, v in vars(batch).items()}
+    )
     probs, _, _ = magi.generate(b)
     gen = (magi.to_image(probs, b) > 0.5).float()
     u = gen.shape[1]
@@ -34,16 +35,19 @@ def gallery(magi, batch: Batch, path: Path) -> None:
     fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, 1.7 * len(rows)), squeeze=False)
     for i in range(len(rows)):
         panels = [("image", b.image[i, 0], "gray")]
-        panels += [(f"observed {v}" if b.mask_valid[i, v] else "missing", b.masks[i, v], "gray")
-                   for v in range(u)]
+        panels += [
+            (f"observed {v}" if b.mask_valid[i, v] else "missing", b.masks[i, v], "gray")
+            for v in range(u)
+        ]
         panels += [(f"slot {k}", gen[i, k], "viridis") for k in range(u)]
         panels += [("noisy cons.", noisy_c[i, 0], "gray"), ("gen. cons.", gen_c[i, 0], "viridis")]
         if b.truth is not None:
             panels.append(("truth", b.truth[i, 0], "gray"))
         for j, (title, img, cmap) in enumerate(panels):
             ax = axes[i, j]
-            ax.imshow(img.cpu().numpy(), cmap=cmap, vmin=None if j == 0 else 0,
-                      vmax=None if j == 0 else 1)
+            ax.imshow(
+                img.cpu().numpy(), cmap=cmap, vmin=None if j == 0 else 0, vmax=None if j == 0 else 1
+            )
             ax.axis("off")
             if i == 0 or title == "missing":
                 ax.set_title(title, fontsize=7)

@@ -60,13 +60,15 @@ class MagiParams(Params):
     warmup_steps: int = Field(0, ge=0, description="steps before the generated masks supervise")
     lr: float | None = Field(1e-3, gt=0, description="generator learning rate; null = train.lr")
     crop: bool = Field(
-        False, description="generate in a square around each image's observed masks (the "
-        "geometry of the paper's nodule-centred LIDC crops) instead of the whole image"
+        False,
+        description="generate in a square around each image's observed masks (the "
+        "geometry of the paper's nodule-centred LIDC crops) instead of the whole image",
     )
     crop_scale: float = Field(2.0, ge=1.0, description="crop side / side of the masks' box")
     gen_loss: Literal["l1", "normalized_l1"] = Field(
-        "l1", description="l1: the paper's mean |E - Ê|; normalized_l1: divided by the area of "
-        "E ∪ Ê, so a mask covering 1% of the image is not pushed towards empty"
+        "l1",
+        description="l1: the paper's mean |E - Ê|; normalized_l1: divided by the area of "
+        "E ∪ Ê, so a mask covering 1% of the image is not pushed towards empty",
     )
 
 
@@ -79,10 +81,18 @@ class Magi(Aggregator):
         super().__init__(params, context)
         u = context.data.num_annotators
         if u > MAX_ANNOTATORS:
-            raise DataError(f"aggregator 'magi' supports up to {MAX_ANNOTATORS} annotators; "
-                            f"dataset {context.data.name!r} has {u}")
-        self.generator = Generator(context.data.in_chans, u, params.z_image, params.z_annotation,
-                                   params.z_annotator, params.width)
+            raise DataError(
+                f"aggregator 'magi' supports up to {MAX_ANNOTATORS} annotators; "
+                f"dataset {context.data.name!r} has {u}"
+            )
+        self.generator = Generator(
+            context.data.in_chans,
+            u,
+            params.z_image,
+            params.z_annotation,
+            params.z_annotator,
+            params.width,
+        )
         self.omega = torch.nn.Parameter(torch.zeros(u))
         # Names of the simulated annotators, when the dataset knows them (reports only).
         self.annotator_names = list(context.data.details.get("annotators", []))
@@ -90,16 +100,17 @@ class Magi(Aggregator):
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         own = self.params.lr if self.params.lr is not None else lr
-        return [{"params": list(self.generator.parameters()), "lr": own},
-                {"params": [self.omega], "lr": lr}]
+        return [
+            {"params": list(self.generator.parameters()), "lr": own},
+            {"params": [self.omega], "lr": lr},
+        ]
 
     @property
     def weights(self) -> Tensor:
         """``(U,)`` learned annotator weights, summing to 1."""
         return self.omega.softmax(0)
 
-    def generate(self, batch: Batch, theta: Tensor | None = None
-                 ) -> tuple[Tensor, Tensor, Tensor]:
+    def generate(self, batch: Batch, theta: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Generated mask probabilities ``(B, U, R, R)``, KL ``(B,)``, observed ``(B, U, R, R)``.
 
         All three live in generation space: the whole image at R x R, or with
@@ -125,10 +136,10 @@ class Magi(Aggregator):
         inverse = torch.zeros_like(theta)
         inverse[:, 0, 0], inverse[:, 1, 1] = 1 / theta[:, 0, 0], 1 / theta[:, 1, 1]
         inverse[:, :, 2] = -theta[:, :, 2] / theta[:, [0, 1], [0, 1]]
-        grid = F.affine_grid(inverse, (masks.shape[0], masks.shape[1], *size),
-                             align_corners=False)
-        return F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros",
-                             align_corners=False)
+        grid = F.affine_grid(inverse, (masks.shape[0], masks.shape[1], *size), align_corners=False)
+        return F.grid_sample(
+            masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
 
     def _crop_theta(self, batch: Batch) -> Tensor:
         """``(B, 2, 3)`` affine maps of the crops: a square of ``crop_scale`` times the side
@@ -186,8 +197,11 @@ class Magi(Aggregator):
             hard = (src > 0.5).to(src.dtype)
             # straight-through so gradients can reach the generator when not detached
             soft = hard + src - src.detach()
-            masks = vote(soft, torch.ones_like(batch.mask_valid)) if self.params.detach_targets \
+            masks = (
+                vote(soft, torch.ones_like(batch.mask_valid))
+                if self.params.detach_targets
                 else _soft_vote(soft)
+            )
             masks = self.to_image(masks, batch, theta)
             return Targets(masks=masks.clamp(0, 1), weights=rows[:, None])
         masks = self.to_image(src, batch, theta)
@@ -211,12 +225,12 @@ class Magi(Aggregator):
 def _sample(x: Tensor, theta: Tensor, r: int) -> Tensor:
     """The crops ``theta`` of ``x (B, C, H, W)``, bilinear, at ``(B, C, r, r)``."""
     grid = F.affine_grid(theta, (x.shape[0], x.shape[1], r, r), align_corners=False)
-    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False)
+    return F.grid_sample(
+        x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
 
 
 def _soft_vote(masks: Tensor) -> Tensor:
     """Differentiable vote: mean over annotators, hardened with a straight-through step."""
     mean = masks.mean(dim=1, keepdim=True)
     return (mean >= 0.5 - 1e-6).to(mean.dtype) + mean - mean.detach()
-

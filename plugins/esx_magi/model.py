@@ -27,10 +27,14 @@ from torch import Tensor, nn
 
 def _encoder(in_ch: int, width: int, z: int) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(in_ch, width, 3, 2, 1), nn.GELU(),
-        nn.Conv2d(width, 2 * width, 3, 2, 1), nn.GELU(),
-        nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.GELU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Conv2d(in_ch, width, 3, 2, 1),
+        nn.GELU(),
+        nn.Conv2d(width, 2 * width, 3, 2, 1),
+        nn.GELU(),
+        nn.Conv2d(2 * width, 4 * width, 3, 2, 1),
+        nn.GELU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
         nn.Linear(4 * width, 2 * z),
     )
 
@@ -38,21 +42,31 @@ def _encoder(in_ch: int, width: int, z: int) -> nn.Module:
 class Generator(nn.Module):
     """Generates every annotator's mask for every image."""
 
-    def __init__(self, in_chans: int, annotators: int, z_image: int, z_annotation: int,
-                 z_annotator: int, width: int) -> None:
+    def __init__(
+        self,
+        in_chans: int,
+        annotators: int,
+        z_image: int,
+        z_annotation: int,
+        z_annotator: int,
+        width: int,
+    ) -> None:
         super().__init__()
         self.enc_image = _encoder(in_chans, width, z_image)
         self.enc_annotation = _encoder(1, width, z_annotation)
         self.annotator = nn.Parameter(torch.randn(annotators, z_annotator))
         self.stem = nn.Sequential(
-            nn.Conv2d(in_chans + 1, 2 * width, 3, padding=1), nn.GELU(),
+            nn.Conv2d(in_chans + 1, 2 * width, 3, padding=1),
+            nn.GELU(),
             nn.Conv2d(2 * width, 2 * width, 3, padding=2, dilation=2),
         )
         self.film = nn.Linear(z_image + z_annotation + z_annotator, 2 * width)
         self.head = nn.Sequential(
             nn.GELU(),
-            nn.Conv2d(2 * width, width, 3, padding=2, dilation=2), nn.GELU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.GELU(),
+            nn.Conv2d(2 * width, width, 3, padding=2, dilation=2),
+            nn.GELU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.GELU(),
             nn.Conv2d(width, 1, 1),
         )
         self.prior_scale = 3.0
@@ -70,10 +84,14 @@ class Generator(nn.Module):
         z_i, kl_i = self._sample(self.enc_image(image), self.training)
         z_t, kl_t = self._sample(self.enc_annotation(annotation), self.training)
         b, u = image.shape[0], self.annotator.shape[0]
-        z = torch.cat([
-            z_i[:, None].expand(-1, u, -1), z_t[:, None].expand(-1, u, -1),
-            self.annotator[None].expand(b, -1, -1),
-        ], dim=2)  # (B, U, Z)
+        z = torch.cat(
+            [
+                z_i[:, None].expand(-1, u, -1),
+                z_t[:, None].expand(-1, u, -1),
+                self.annotator[None].expand(b, -1, -1),
+            ],
+            dim=2,
+        )  # (B, U, Z)
         shared = self.stem(torch.cat([image, annotation], dim=1))  # (B, W, R, R)
         feats = shared[:, None] + self.film(z)[..., None, None]  # (B, U, W, R, R)
         logits = self.head(feats.flatten(0, 1)).view(b, u, *image.shape[-2:])

@@ -54,9 +54,14 @@ def consensus(magi: Any, batch: Any, threshold: float = 0.5) -> Consensus:
     rows = batch.annotated & (batch.label > 0)
     if batch.truth is not None:
         rows &= batch.truth.flatten(1).amax(1) > 0
-    return Consensus(rows, vote(batch.masks, batch.mask_valid, threshold),
-                     vote(gen_bin, torch.ones_like(batch.mask_valid), threshold),
-                     gen_bin, probs, observed)
+    return Consensus(
+        rows,
+        vote(batch.masks, batch.mask_valid, threshold),
+        vote(gen_bin, torch.ones_like(batch.mask_valid), threshold),
+        gen_bin,
+        probs,
+        observed,
+    )
 
 
 def load_run(run: Path) -> tuple[Any, Any]:
@@ -71,12 +76,15 @@ def load_run(run: Path) -> tuple[Any, Any]:
     reg = registry()
     recipe = load_recipe(run / "recipe.yaml", reg)
     if recipe.aggregator.name != "magi":
-        raise EsxError(f"{run}: aggregator {recipe.aggregator.name!r} generates no masks; "
-                       "this measure needs a MAGI run")
+        raise EsxError(
+            f"{run}: aggregator {recipe.aggregator.name!r} generates no masks; "
+            "this measure needs a MAGI run"
+        )
     c = build(recipe, reg, torch.device("cpu"))
     state = outputs.load_state(run / "best.safetensors")
-    c.aggregator.load_state_dict({k[len("aggregator."):]: v for k, v in state.items()
-                                  if k.startswith("aggregator.")})
+    c.aggregator.load_state_dict(
+        {k[len("aggregator.") :]: v for k, v in state.items() if k.startswith("aggregator.")}
+    )
     return c, c.aggregator.eval()
 
 
@@ -121,8 +129,12 @@ def evaluate(magi: Any, loader: Any, device: torch.device) -> dict[str, Any]:
     for batch in loader:
         batch = batch.to(device)
         pair = consensus(magi, batch)
-        rows, noisy, generated, gen_bin = pair.rows, pair.noisy, pair.generated, \
-            pair.generated_masks
+        rows, noisy, generated, gen_bin = (
+            pair.rows,
+            pair.noisy,
+            pair.generated,
+            pair.generated_masks,
+        )
         if not rows.any():
             continue
         assign = align(magi.cost(pair.observed, pair.probs), batch.mask_valid)
@@ -139,19 +151,35 @@ def evaluate(magi: Any, loader: Any, device: torch.device) -> dict[str, Any]:
             slots, who = assign[ok].cpu(), batch.annotator[ok].cpu()
             counts.index_put_((slots, who), torch.ones_like(slots), accumulate=True)
         if batch.hidden is not None:
-            cached.append((gen_bin[rows].cpu(), noisy[rows].cpu(), batch.hidden[rows].cpu(),
-                           batch.annotator[rows].cpu(), batch.mask_valid[rows].cpu()))
+            cached.append(
+                (
+                    gen_bin[rows].cpu(),
+                    noisy[rows].cpu(),
+                    batch.hidden[rows].cpu(),
+                    batch.annotator[rows].cpu(),
+                    batch.mask_valid[rows].cpu(),
+                )
+            )
     out: dict[str, Any] = {}
     if n_images:
         out["generation"] = {
             name: {k: v / n_images for k, v in s.items()} for name, s in sums.items()
         }
-        out["generation"].update({
-            "images": n_images, "consensus": "binary vote, ties foreground",
-            "ssim": {"window": "gaussian", "sigma": 1.5, "size": 11, "data_range": 1.0,
-                     "K1": 0.01, "K2": 0.03},
-            "bce_clamp": BCE_EPS,
-        })
+        out["generation"].update(
+            {
+                "images": n_images,
+                "consensus": "binary vote, ties foreground",
+                "ssim": {
+                    "window": "gaussian",
+                    "sigma": 1.5,
+                    "size": 11,
+                    "data_range": 1.0,
+                    "K1": 0.01,
+                    "K2": 0.03,
+                },
+                "bce_clamp": BCE_EPS,
+            }
+        )
     stands_for = counts.argmax(1)
     total = counts.sum(1).clamp_min(1)
     weights = magi.weights.detach().cpu()
@@ -161,11 +189,14 @@ def evaluate(magi: Any, loader: Any, device: torch.device) -> dict[str, Any]:
         return f"{a}:{names[a]}" if a < len(names) else a
 
     out["annotators"] = [
-        {"slot": s, "weight": float(weights[s]),
-         "area_vs_truth": float(area[s] / max(n_images, 1)),
-         "stands_for": name(int(stands_for[s])) if counts[s].sum() else None,
-         "agreement": float(counts[s, stands_for[s]] / total[s]) if counts[s].sum() else None,
-         "alignments": int(counts[s].sum())}
+        {
+            "slot": s,
+            "weight": float(weights[s]),
+            "area_vs_truth": float(area[s] / max(n_images, 1)),
+            "stands_for": name(int(stands_for[s])) if counts[s].sum() else None,
+            "agreement": float(counts[s, stands_for[s]] / total[s]) if counts[s].sum() else None,
+            "alignments": int(counts[s].sum()),
+        }
         for s in range(u)
     ]
     if cached:

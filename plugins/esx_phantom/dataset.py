@@ -127,10 +127,16 @@ class PhantomSplit(torch.utils.data.Dataset):
         p = self.p
         rng, positive, lookalike, cue = self._draws(i)
         sl = render(
-            rng, p.image_size, positive=positive, lookalike=lookalike,
-            cue=cue, lesion_radius=p.lesion_radius,
-            lesion_contrast=p.lesion_contrast, cue_size=p.cue.size,
-            cue_intensity=p.cue.intensity, noise=p.noise,
+            rng,
+            p.image_size,
+            positive=positive,
+            lookalike=lookalike,
+            cue=cue,
+            lesion_radius=p.lesion_radius,
+            lesion_contrast=p.lesion_contrast,
+            cue_size=p.cue.size,
+            cue_intensity=p.cue.intensity,
+            noise=p.noise,
         )
         u = len(p.annotators)
         masks = np.zeros((u, p.image_size, p.image_size), bool)

@@ -76,8 +76,16 @@ def render(
     for side in (-1, 1):
         cx = c + side * 0.2 * size * rng.uniform(0.9, 1.1)
         lungs |= (
-            _ellipse(yy, xx, c, cx, 0.31 * size * rng.uniform(0.9, 1.05),
-                     0.15 * size * rng.uniform(0.9, 1.1), rng.uniform(-0.15, 0.15)) <= 1
+            _ellipse(
+                yy,
+                xx,
+                c,
+                cx,
+                0.31 * size * rng.uniform(0.9, 1.05),
+                0.15 * size * rng.uniform(0.9, 1.1),
+                rng.uniform(-0.15, 0.15),
+            )
+            <= 1
         )
     img[lungs] = 0.08
     img = ndimage.gaussian_filter(img, 1.5 * s)
@@ -104,18 +112,29 @@ def render(
     if positive:
         radius = rng.uniform(*lesion_radius) * s
         p = _place(lungs, int(radius + 2 * s), rng) or (int(c), int(c - 0.2 * size))
-        lesion = _blob(yy, xx, p[0], p[1], radius, rng.uniform(0.75, 1.0),
-                       rng.uniform(0, np.pi), rng.uniform(0.0, 0.12), rng)
+        lesion = _blob(
+            yy,
+            xx,
+            p[0],
+            p[1],
+            radius,
+            rng.uniform(0.75, 1.0),
+            rng.uniform(0, np.pi),
+            rng.uniform(0.0, 0.12),
+            rng,
+        )
         soft = ndimage.gaussian_filter(lesion.astype(np.float32), rng.uniform(0.4, 1.4) * s)
         img += rng.uniform(*lesion_contrast) * soft
     look = np.zeros((size, size), bool)
     if lookalike:
         r = rng.uniform(*lesion_radius) * s * 1.2
-        p = _place(lungs & ~ndimage.binary_dilation(lesion, iterations=int(4 * s) + 1),
-                   int(r + 2 * s), rng)
+        p = _place(
+            lungs & ~ndimage.binary_dilation(lesion, iterations=int(4 * s) + 1), int(r + 2 * s), rng
+        )
         if p is not None:
-            look = _blob(yy, xx, p[0], p[1], r, rng.uniform(0.25, 0.4),
-                         rng.uniform(0, np.pi), 0.0, rng)
+            look = _blob(
+                yy, xx, p[0], p[1], r, rng.uniform(0.25, 0.4), rng.uniform(0, np.pi), 0.0, rng
+            )
             soft = ndimage.gaussian_filter(look.astype(np.float32), 0.8 * s)
             img += rng.uniform(*lesion_contrast) * soft
     # Spurious cue: a bright square marker in a random corner.

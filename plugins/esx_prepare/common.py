@@ -54,8 +54,9 @@ def window(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return ((np.clip(values, low, high) - low) / (high - low)).astype(np.float32)
 
 
-def crop(array: np.ndarray, center: tuple[float, float], size: int, fill: float = 0.0
-         ) -> np.ndarray:
+def crop(
+    array: np.ndarray, center: tuple[float, float], size: int, fill: float = 0.0
+) -> np.ndarray:
     """A ``size`` x ``size`` crop of a 2-D array centred on ``center`` (row, col), padded with
     ``fill`` where it leaves the array."""
     out = np.full((size, size), fill, dtype=array.dtype)
@@ -80,8 +81,10 @@ def parse_sizes(text: str) -> tuple[int | None, int | None, int | None]:
         elif p.isdigit() and int(p) >= 2:
             out.append(int(p))
         else:
-            raise EsxError(f"--sizes {text!r}: {p!r} must be a whole number >= 2 (half "
-                           "positives, half negatives) or 'rest'")
+            raise EsxError(
+                f"--sizes {text!r}: {p!r} must be a whole number >= 2 (half "
+                "positives, half negatives) or 'rest'"
+            )
     if out.count(None) > 1:
         raise EsxError(f"--sizes {text!r}: at most one split can take the rest")
     return out[0], out[1], out[2]
@@ -97,17 +100,22 @@ class Writer:
             for sub in ("images", "masks", "truth", "cases"):
                 (self.out / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise EsxError(f"--out {self.out}: cannot create the output folder ({exc}); "
-                           "choose a writable folder") from None
+            raise EsxError(
+                f"--out {self.out}: cannot create the output folder ({exc}); "
+                "choose a writable folder"
+            ) from None
         done = self.out / "prepare.json"
         if done.is_file():
             before = json.loads(done.read_text()).get("options")
             if before is not None and before != options:
-                changed = sorted(k for k in {**before, **options}
-                                 if before.get(k) != options.get(k))
-                raise EsxError(f"{self.out}: prepared before with other options "
-                               f"({', '.join(changed)}); use a new --out folder or the same "
-                               "options")
+                changed = sorted(
+                    k for k in {**before, **options} if before.get(k) != options.get(k)
+                )
+                raise EsxError(
+                    f"{self.out}: prepared before with other options "
+                    f"({', '.join(changed)}); use a new --out folder or the same "
+                    "options"
+                )
 
     def listing(self, case: str) -> Path:
         return self.out / "cases" / f"{_safe(case)}.json"
@@ -125,12 +133,22 @@ class Writer:
                     outputs.write_bytes(self.out / "masks" / f"{it.id}_{k}.png", _png(m))
             if it.truth is not None:
                 outputs.write_bytes(self.out / "truth" / f"{it.id}.png", _png(it.truth))
-            rows.append({"id": it.id, "label": it.label,
-                         "annotations": sum(m is not None for m in it.masks)})
+            rows.append(
+                {
+                    "id": it.id,
+                    "label": it.label,
+                    "annotations": sum(m is not None for m in it.masks),
+                }
+            )
         outputs.write_json(self.listing(case), {"case": case, "group": group, "items": rows})
 
-    def finish(self, sizes: tuple[int | None, int | None, int | None], seed: int,
-               summary: Summary, console: Console) -> None:
+    def finish(
+        self,
+        sizes: tuple[int | None, int | None, int | None],
+        seed: int,
+        summary: Summary,
+        console: Console,
+    ) -> None:
         """Split the listed images by group (patient) and write ``samples.csv``."""
         listings = [json.loads(p.read_text()) for p in sorted((self.out / "cases").glob("*.json"))]
         if not listings:
@@ -141,25 +159,36 @@ class Writer:
             labels = [label for _, label in chosen[name]]
             summary.counts[name] = {"positive": sum(labels), "negative": len(labels) - sum(labels)}
             if not labels:
-                raise DataError(f"{self.out}: the {name} split would be empty ({len(listings)} "
-                                "cases prepared); prepare more cases or lower --sizes")
+                raise DataError(
+                    f"{self.out}: the {name} split would be empty ({len(listings)} "
+                    "cases prepared); prepare more cases or lower --sizes"
+                )
         outputs.write_csv(self.out / "samples.csv", ["id", "label", "split"], rows)
-        outputs.write_json(self.out / "prepare.json", {
-            "source": self.source, "options": self.options, "seed": seed,
-            "sizes": list(sizes), "counts": summary.counts, "cases": len(listings),
-            "skipped": [{"case": c, "error": e} for c, e in summary.skipped],
-        })
+        outputs.write_json(
+            self.out / "prepare.json",
+            {
+                "source": self.source,
+                "options": self.options,
+                "seed": seed,
+                "sizes": list(sizes),
+                "counts": summary.counts,
+                "cases": len(listings),
+                "skipped": [{"case": c, "error": e} for c, e in summary.skipped],
+            },
+        )
         for name in SPLITS:
             want = sizes[SPLITS.index(name)]
             got = summary.counts[name]
             n = got["positive"] + got["negative"]
             if want is not None and n < want:
-                console.print(f"[yellow]{name}: {n} images, fewer than the {want} asked "
-                              f"(not enough cases)[/]")
+                console.print(
+                    f"[yellow]{name}: {n} images, fewer than the {want} asked (not enough cases)[/]"
+                )
 
 
-def split_groups(listings: list[dict[str, Any]], sizes: tuple[int | None, int | None, int | None],
-                 seed: int) -> dict[str, list[tuple[str, int]]]:
+def split_groups(
+    listings: list[dict[str, Any]], sizes: tuple[int | None, int | None, int | None], seed: int
+) -> dict[str, list[tuple[str, int]]]:
     """Assign whole groups (patients) to splits, then draw balanced images in each split.
 
     Groups are shuffled with ``seed`` and each goes to the split whose share of
@@ -170,8 +199,7 @@ def split_groups(listings: list[dict[str, Any]], sizes: tuple[int | None, int | 
     rng = random.Random(seed)
     groups: dict[str, list[tuple[str, int]]] = {}
     for lst in listings:
-        groups.setdefault(lst["group"], []).extend((r["id"], int(r["label"]))
-                                                   for r in lst["items"])
+        groups.setdefault(lst["group"], []).extend((r["id"], int(r["label"])) for r in lst["items"])
     names = sorted(groups)
     rng.shuffle(names)
     total_pos = sum(label for g in groups.values() for _, label in g)
@@ -199,13 +227,18 @@ def split_groups(listings: list[dict[str, Any]], sizes: tuple[int | None, int | 
 Prepare = Callable[[str, Any], tuple[str, list[Item]]]  # (case, source) -> (group, items)
 
 
-def run_cases(cases: Iterable[tuple[str, Any]], prepare: Prepare, writer: Writer,
-              console: Console, what: str) -> Summary:
+def run_cases(
+    cases: Iterable[tuple[str, Any]], prepare: Prepare, writer: Writer, console: Console, what: str
+) -> Summary:
     """Prepare every case not already listed, with a progress bar; collect the failures."""
     cases = list(cases)
     summary = Summary()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(what, total=len(cases))
         for case, source in cases:
@@ -224,14 +257,18 @@ def run_cases(cases: Iterable[tuple[str, Any]], prepare: Prepare, writer: Writer
 
 
 def report(summary: Summary, out: Path, console: Console) -> None:
-    console.print(f"prepared {summary.prepared} case(s), reused {summary.reused} already "
-                  f"prepared, skipped {len(summary.skipped)}")
+    console.print(
+        f"prepared {summary.prepared} case(s), reused {summary.reused} already "
+        f"prepared, skipped {len(summary.skipped)}"
+    )
     for case, err in summary.skipped:
         console.print(f"  skipped {case}: {err}", highlight=False)
     for name, c in summary.counts.items():
         console.print(f"  {name}: {c['positive']} positive, {c['negative']} negative")
-    console.print(f"dataset written to {out} (train on it with data: {{name: folder, params: "
-                  f"{{root: {out}}}}})")
+    console.print(
+        f"dataset written to {out} (train on it with data: {{name: folder, params: "
+        f"{{root: {out}}}}})"
+    )
 
 
 def _png(array: np.ndarray) -> bytes:

@@ -71,8 +71,15 @@ def _roi(parent: ET.Element, z: float, sop: str, inclusion: bool, points: np.nda
         _sub(edge, "yCoord", str(int(y)))
 
 
-def write_lidc_case(root: Path, patient: str, readers: list[list[Mark]], size: int = 64,
-                    slices: int = 16, seed: int = 0, tiny_mark: bool = True) -> LidcCase:
+def write_lidc_case(
+    root: Path,
+    patient: str,
+    readers: list[list[Mark]],
+    size: int = 64,
+    slices: int = 16,
+    seed: int = 0,
+    tiny_mark: bool = True,
+) -> LidcCase:
     """One series: DICOM slices (``size`` px, 2.5 mm apart) and its XML read."""
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -150,12 +157,13 @@ def default_readers(shift: int = 0) -> list[list[Mark]]:
 
 def write_lidc(root: Path, patients: int = 3, size: int = 64) -> list[LidcCase]:
     """``patients`` series in LIDC-IDRI's folder layout, each with :func:`default_readers`."""
-    return [write_lidc_case(root, f"LIDC-IDRI-{p + 1:04d}", default_readers(p), size=size, seed=p)
-            for p in range(patients)]
+    return [
+        write_lidc_case(root, f"LIDC-IDRI-{p + 1:04d}", default_readers(p), size=size, seed=p)
+        for p in range(patients)
+    ]
 
 
-def write_msd(root: Path, cases: int = 3, shape: tuple[int, int, int] = (48, 48, 24)
-              ) -> list[str]:
+def write_msd(root: Path, cases: int = 3, shape: tuple[int, int, int] = (48, 48, 24)) -> list[str]:
     """``cases`` volumes in MSD Task07_Pancreas's layout (labels 0, 1 pancreas, 2 tumour)."""
     import nibabel as nib
 
@@ -165,8 +173,9 @@ def write_msd(root: Path, cases: int = 3, shape: tuple[int, int, int] = (48, 48,
     x, y, z = np.mgrid[0 : shape[0], 0 : shape[1], 0 : shape[2]]
     for c in range(cases):
         rng = np.random.default_rng(c)
-        pancreas = (((x - 24) / 14.0) ** 2 + ((y - 24 - c) / 6.0) ** 2
-                    + ((z - 12) / 10.0) ** 2) <= 1
+        pancreas = (
+            ((x - 24) / 14.0) ** 2 + ((y - 24 - c) / 6.0) ** 2 + ((z - 12) / 10.0) ** 2
+        ) <= 1
         tumour = ((x - 28) ** 2 + (y - 24 - c) ** 2 + ((z - 16) * 1.5) ** 2) <= 16
         lab = np.where(tumour, 2, np.where(pancreas, 1, 0)).astype(np.uint8)
         vol = np.where(pancreas, 100.0, 0.0) + np.where(tumour, -60.0, 0.0)

@@ -80,8 +80,9 @@ class Series:
 def find_cases(root: Path) -> list[tuple[str, Path]]:
     """Every folder under ``root`` holding an XML read and DICOM files, as (case id, folder)."""
     folders = sorted({p.parent for p in root.rglob("*.xml")})
-    return [(str(f.relative_to(root)).replace("\\", "/"), f) for f in folders
-            if any(f.glob("*.dcm"))]
+    return [
+        (str(f.relative_to(root)).replace("\\", "/"), f) for f in folders if any(f.glob("*.dcm"))
+    ]
 
 
 def _tag(el: ET.Element) -> str:
@@ -106,12 +107,15 @@ def parse_xml(path: Path) -> tuple[str | None, list[list[list[Roi]]], list[float
     except ET.ParseError as exc:
         raise CaseError(f"{path}: not valid XML ({exc}); re-download this read") from None
     if _tag(root) != "LidcReadMessage":
-        raise CaseError(f"{path}: root element is {_tag(root)!r}, not LidcReadMessage "
-                        "(a radiograph read or another file); this folder is not a CT read")
+        raise CaseError(
+            f"{path}: root element is {_tag(root)!r}, not LidcReadMessage "
+            "(a radiograph read or another file); this folder is not a CT read"
+        )
     sessions = _children(root, "readingSession")
     if not sessions:
-        raise CaseError(f"{path}: no readingSession element, so no reader's marks; "
-                        "this read cannot give masks")
+        raise CaseError(
+            f"{path}: no readingSession element, so no reader's marks; this read cannot give masks"
+        )
     header = next((c for c in root if _tag(c) == "ResponseHeader"), None)
     uid = _text(header, "SeriesInstanceUid") if header is not None else None
     readers: list[list[list[Roi]]] = []
@@ -125,20 +129,29 @@ def parse_xml(path: Path) -> tuple[str | None, list[list[list[Roi]]], list[float
                 try:
                     z = float(z_text)  # type: ignore[arg-type]
                 except (TypeError, ValueError):
-                    raise CaseError(f"{path}: a roi has imageZposition {z_text!r}, not a "
-                                    "number") from None
+                    raise CaseError(
+                        f"{path}: a roi has imageZposition {z_text!r}, not a number"
+                    ) from None
                 pts = [(_text(e, "xCoord"), _text(e, "yCoord")) for e in _children(roi, "edgeMap")]
                 try:
                     points = np.array([(int(x), int(y)) for x, y in pts], dtype=np.int64)
                 except (TypeError, ValueError):
-                    raise CaseError(f"{path}: an edgeMap of the roi at z={z} has a "
-                                    "non-integer xCoord/yCoord") from None
+                    raise CaseError(
+                        f"{path}: an edgeMap of the roi at z={z} has a non-integer xCoord/yCoord"
+                    ) from None
                 marks.append(z)
                 if incl is not None and incl.upper() not in ("TRUE", "FALSE"):
-                    raise CaseError(f"{path}: roi at z={z} has inclusion {incl!r}; "
-                                    "expected TRUE or FALSE")
-                rois.append(Roi(z, _text(roi, "imageSOP_UID"), (incl or "TRUE").upper() == "TRUE",
-                                points.reshape(-1, 2)))
+                    raise CaseError(
+                        f"{path}: roi at z={z} has inclusion {incl!r}; expected TRUE or FALSE"
+                    )
+                rois.append(
+                    Roi(
+                        z,
+                        _text(roi, "imageSOP_UID"),
+                        (incl or "TRUE").upper() == "TRUE",
+                        points.reshape(-1, 2),
+                    )
+                )
             if any(r.inclusion and len(r.points) >= 3 for r in rois):
                 nodules.append(rois)
         for other in _children(session, "nonNodule"):
@@ -160,25 +173,40 @@ def read_series(folder: Path) -> Series:
             ds = pydicom.dcmread(path)
             pixels = ds.pixel_array.astype(np.float32)
             z = float(ds.ImagePositionPatient[2])
-        except (InvalidDicomError, AttributeError, KeyError, ValueError, TypeError, OSError,
-                EOFError, IndexError) as exc:
-            raise CaseError(f"{path}: not a readable CT slice ({type(exc).__name__}: {exc}); "
-                            "re-download this series") from None
+        except (
+            InvalidDicomError,
+            AttributeError,
+            KeyError,
+            ValueError,
+            TypeError,
+            OSError,
+            EOFError,
+            IndexError,
+        ) as exc:
+            raise CaseError(
+                f"{path}: not a readable CT slice ({type(exc).__name__}: {exc}); "
+                "re-download this series"
+            ) from None
         hu = pixels * float(getattr(ds, "RescaleSlope", 1)) + float(
-            getattr(ds, "RescaleIntercept", 0))
-        tags = [str(getattr(ds, t, "")) for t in ("SOPInstanceUID", "PatientID",
-                                                   "SeriesInstanceUID")]
+            getattr(ds, "RescaleIntercept", 0)
+        )
+        tags = [
+            str(getattr(ds, t, "")) for t in ("SOPInstanceUID", "PatientID", "SeriesInstanceUID")
+        ]
         slices.append((z, tags[0], hu, path, tags[1], tags[2]))
     if not slices:
         raise CaseError(f"{folder}: no DICOM slices (*.dcm)")
     shapes = {s[2].shape for s in slices}
     if len(shapes) > 1:
-        raise CaseError(f"{folder}: slices of different sizes {sorted(shapes)}; "
-                        "not one CT series")
+        raise CaseError(f"{folder}: slices of different sizes {sorted(shapes)}; not one CT series")
     slices.sort(key=lambda s: s[0])
-    return Series(volume=np.stack([s[2] for s in slices]), z=np.array([s[0] for s in slices]),
-                  sop={s[1]: i for i, s in enumerate(slices) if s[1]},
-                  patient=slices[0][4], uid=slices[0][5])
+    return Series(
+        volume=np.stack([s[2] for s in slices]),
+        z=np.array([s[0] for s in slices]),
+        sop={s[1]: i for i, s in enumerate(slices) if s[1]},
+        patient=slices[0][4],
+        uid=slices[0][5],
+    )
 
 
 def contour_pixels(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -203,7 +231,8 @@ def polygon_inside(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return out
     yy, xx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
     inside = MplPath(points.astype(float)).contains_points(
-        np.column_stack([xx.ravel(), yy.ravel()]), radius=0.0)
+        np.column_stack([xx.ravel(), yy.ravel()]), radius=0.0
+    )
     out[y0 : y1 + 1, x0 : x1 + 1] = inside.reshape(yy.shape)
     return out & ~contour_pixels(points, shape)
 
@@ -219,9 +248,11 @@ def roi_masks(rois: list[Roi], series: Series, xml: Path) -> dict[int, np.ndarra
         else:
             k = int(np.argmin(np.abs(series.z - roi.z)))
             if abs(series.z[k] - roi.z) > max(abs(step) / 2, 1e-3):
-                raise CaseError(f"{xml}: a roi at z={roi.z} matches no slice of the series "
-                                f"(slices at z {series.z.min():g}..{series.z.max():g}); is this "
-                                "XML from another series?")
+                raise CaseError(
+                    f"{xml}: a roi at z={roi.z} matches no slice of the series "
+                    f"(slices at z {series.z.min():g}..{series.z.max():g}); is this "
+                    "XML from another series?"
+                )
         per_slice.setdefault(k, []).append(roi)
     out = {}
     for k, items in per_slice.items():
@@ -272,8 +303,9 @@ def group_nodules(readers: list[list[Marks]]) -> list[dict[int, Marks]]:
         g = groups.setdefault(find(i), {}).setdefault(r, {})
         for k, mask in m.items():
             g[k] = g[k] | mask if k in g else mask
-    return [groups[k] for k in sorted(groups, key=lambda k: min(
-        min(m) for m in groups[k].values()))]
+    return [
+        groups[k] for k in sorted(groups, key=lambda k: min(min(m) for m in groups[k].values()))
+    ]
 
 
 def prepare_case(case: str, folder: Path, opts: LidcOptions) -> tuple[str, list[Item]]:
@@ -282,8 +314,9 @@ def prepare_case(case: str, folder: Path, opts: LidcOptions) -> tuple[str, list[
     uid, readers_rois, marks = parse_xml(xml)
     series = read_series(folder)
     if uid and series.uid and uid != series.uid:
-        raise CaseError(f"{xml}: read of series {uid} but the DICOM files in {folder} are "
-                        f"series {series.uid}")
+        raise CaseError(
+            f"{xml}: read of series {uid} but the DICOM files in {folder} are series {series.uid}"
+        )
     readers = [[roi_masks(rois, series, xml) for rois in nodules] for nodules in readers_rois]
     nodules = group_nodules(readers)
     seed = int.from_bytes(hashlib.sha256(f"{opts.seed}:{case}".encode()).digest()[:8], "little")
@@ -293,23 +326,31 @@ def prepare_case(case: str, folder: Path, opts: LidcOptions) -> tuple[str, list[
     for n, nodule in enumerate(nodules):
         who = sorted(nodule)[: opts.max_readers]
         zs = sorted({k for r in who for k in nodule[r]})
-        consensus = {k: np.mean([nodule[r].get(k, np.zeros_like(next(iter(nodule[r].values()))))
-                                 for r in who], axis=0) >= 0.5 for k in zs}
+        consensus = {
+            k: np.mean(
+                [nodule[r].get(k, np.zeros_like(next(iter(nodule[r].values())))) for r in who],
+                axis=0,
+            )
+            >= 0.5
+            for k in zs
+        }
         good = [k for k in zs if consensus[k].any()] or zs
         k = good[len(good) // 2]
         union = np.any([nodule[r][k] for r in who if k in nodule[r]], axis=0)
         center = ndimage.center_of_mass(union)
-        clean = [crop(nodule[r].get(k, np.zeros_like(union)), center, opts.crop, False)
-                 for r in who]
-        noisy = [boundary_noise(m, rng, steps=opts.boundary_noise) if opts.boundary_noise else m
-                 for m in clean]
+        clean = [
+            crop(nodule[r].get(k, np.zeros_like(union)), center, opts.crop, False) for r in who
+        ]
+        noisy = [
+            boundary_noise(m, rng, steps=opts.boundary_noise) if opts.boundary_noise else m
+            for m in clean
+        ]
         masks: list[np.ndarray | None] = noisy + [None] * (opts.max_readers - len(noisy))
         truth = np.mean(clean, axis=0) >= 0.5
         image = window(crop(series.volume[k], center, opts.crop, LUNG_WINDOW[0]), *LUNG_WINDOW)
         items.append(Item(f"{base}_n{n}", 1, image, masks, truth))
     mark_idx = {int(np.argmin(np.abs(series.z - z))) for z in marks}
-    free = [k for k in range(len(series.z))
-            if all(abs(k - m) > opts.margin for m in mark_idx)]
+    free = [k for k in range(len(series.z)) if all(abs(k - m) > opts.margin for m in mark_idx)]
     for j in range(opts.negatives * len(nodules)):
         if not free:
             break
@@ -317,11 +358,18 @@ def prepare_case(case: str, folder: Path, opts: LidcOptions) -> tuple[str, list[
         sl = series.volume[k]
         half = opts.crop // 2
         body = np.argwhere(sl > -500)
-        inner = body[(body[:, 0] >= half) & (body[:, 0] < sl.shape[0] - half)
-                     & (body[:, 1] >= half) & (body[:, 1] < sl.shape[1] - half)]
+        inner = body[
+            (body[:, 0] >= half)
+            & (body[:, 0] < sl.shape[0] - half)
+            & (body[:, 1] >= half)
+            & (body[:, 1] < sl.shape[1] - half)
+        ]
         pool = inner if len(inner) else body
-        center = tuple(pool[rng.integers(len(pool))]) if len(pool) else (
-            sl.shape[0] / 2, sl.shape[1] / 2)
+        center = (
+            tuple(pool[rng.integers(len(pool))])
+            if len(pool)
+            else (sl.shape[0] / 2, sl.shape[1] / 2)
+        )
         image = window(crop(sl, center, opts.crop, LUNG_WINDOW[0]), *LUNG_WINDOW)
         empty = np.zeros((opts.crop, opts.crop), bool)
         items.append(Item(f"{base}_neg{j}", 0, image, [None] * opts.max_readers, empty))

@@ -75,8 +75,10 @@ def parse_annotators(text: str) -> list[AnnotatorSpec]:
             specs.append(AnnotatorSpec.model_validate(fields))
         except (ValidationError, ValueError):
             kinds = ", ".join(AnnotatorSpec.model_fields["kind"].annotation.__args__)
-            raise EsxError(f"--annotators: {part!r} is not kind[:p_annotate[:strength]] with kind "
-                           f"one of {kinds} and p_annotate in [0, 1]") from None
+            raise EsxError(
+                f"--annotators: {part!r} is not kind[:p_annotate[:strength]] with kind "
+                f"one of {kinds} and p_annotate in [0, 1]"
+            ) from None
     if not specs:
         raise EsxError("--annotators: give at least one annotator, e.g. accurate:1")
     return specs
@@ -102,8 +104,9 @@ def load(path: Path) -> np.ndarray:
     try:
         arr = np.asanyarray(nib.load(path).dataobj)
     except (ImageFileError, EOFError, OSError, zlib.error, ValueError) as exc:
-        raise CaseError(f"{path}: not a readable NIfTI file ({type(exc).__name__}: {exc}); "
-                        "re-download it") from None
+        raise CaseError(
+            f"{path}: not a readable NIfTI file ({type(exc).__name__}: {exc}); re-download it"
+        ) from None
     if arr.ndim != 3 or arr.size == 0:
         raise CaseError(f"{path}: expected a non-empty 3-D volume, got shape {arr.shape}")
     return arr
@@ -117,8 +120,10 @@ def prepare_case(case: str, image_path: Path, opts: PancreasOptions) -> tuple[st
         raise CaseError(f"{label_path}: labels of shape {lab.shape} but the image is {vol.shape}")
     values = set(np.unique(lab).tolist())
     if not values <= {0, 1, 2}:
-        raise CaseError(f"{label_path}: label values {sorted(values)}; MSD pancreas labels are "
-                        "0 (background), 1 (pancreas), 2 (tumour)")
+        raise CaseError(
+            f"{label_path}: label values {sorted(values)}; MSD pancreas labels are "
+            "0 (background), 1 (pancreas), 2 (tumour)"
+        )
     seed = int.from_bytes(hashlib.sha256(f"{opts.seed}:{case}".encode()).digest()[:8], "little")
     rng = np.random.default_rng(seed)
     tumour, pancreas = lab == 2, lab >= 1
@@ -132,22 +137,32 @@ def prepare_case(case: str, image_path: Path, opts: PancreasOptions) -> tuple[st
         truth = crop(t2d, center, opts.crop, False)
         organ = crop(pancreas[:, :, k].T, center, opts.crop, False) & ~truth
         image = window(crop(vol[:, :, k].T, center, opts.crop, -1000.0), *ABDOMEN_WINDOW)
-        sl = Slice(image=image, lesion=truth, lookalike=organ, cue=np.zeros_like(truth),
-                   lesion_radius=float(np.sqrt(truth.sum() / np.pi)))
+        sl = Slice(
+            image=image,
+            lesion=truth,
+            lookalike=organ,
+            cue=np.zeros_like(truth),
+            lesion_radius=float(np.sqrt(truth.sum() / np.pi)),
+        )
         drawn = [rng.random() < spec.p_annotate for spec in opts.annotators]
         if not any(drawn):
             drawn[0] = True
         masks: list[np.ndarray | None] = [
             annotate(spec, sl, rng).astype(bool) if d else None
-            for spec, d in zip(opts.annotators, drawn, strict=True)]
+            for spec, d in zip(opts.annotators, drawn, strict=True)
+        ]
         items.append(Item(f"{case}_pos", 1, image, masks, truth))
     organ_z = np.nonzero(pancreas.any(axis=(0, 1)))[0]
-    free = [z for z in organ_z if not len(zs) or z < zs.min() - opts.margin
-            or z > zs.max() + opts.margin]
+    free = [
+        z
+        for z in organ_z
+        if not len(zs) or z < zs.min() - opts.margin or z > zs.max() + opts.margin
+    ]
     for j, z in enumerate(rng.permutation(free)[: opts.negatives]):
         p2d = pancreas[:, :, int(z)].T
         center = ndimage.center_of_mass(p2d)
         image = window(crop(vol[:, :, int(z)].T, center, opts.crop, -1000.0), *ABDOMEN_WINDOW)
-        items.append(Item(f"{case}_neg{j}", 0, image, [None] * u,
-                          np.zeros((opts.crop, opts.crop), bool)))
+        items.append(
+            Item(f"{case}_neg{j}", 0, image, [None] * u, np.zeros((opts.crop, opts.crop), bool))
+        )
     return case, items

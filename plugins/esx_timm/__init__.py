@@ -47,7 +47,7 @@ class TimmBackbone(Backbone):
         if params.arch not in timm.list_models():
             raise EsxError(
                 f"backbone.params.arch: timm has no model {params.arch!r}; "
-                "see `python -c \"import timm; print(timm.list_models())\"`"
+                'see `python -c "import timm; print(timm.list_models())"`'
             )
         kwargs: dict = dict(
             pretrained=False,

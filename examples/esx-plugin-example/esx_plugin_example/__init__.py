@@ -24,7 +24,7 @@ class SoftVote(Aggregator):
         n = valid.sum(1).clamp_min(1)[:, None, None, None]
         share = (batch.masks * valid[..., None, None]).sum(1, keepdim=True) / n
         weights = batch.annotated.to(share.dtype)[:, None]
-        return AggregatorOutput(Targets(masks=share ** self.params.sharpen, weights=weights))
+        return AggregatorOutput(Targets(masks=share**self.params.sharpen, weights=weights))
 
 
 class SquaredError(PixelLoss):
