@@ -62,7 +62,7 @@ def build(recipe: str, size: int, batch: int, device: str, n_train: int | None =
         "backbone.params.output_stride=null",
     ]
     r = load_recipe(ROOT / recipe, registry(), sets)
-    return Trainer(r, registry(), Path("/nonexistent-not-written"), recipe_source=recipe)
+    return Trainer(r, Path("/nonexistent-not-written"), recipe_source=recipe)
 
 
 def _alignment_time(trainer: Trainer, batch, repeats: int) -> float:
@@ -164,7 +164,7 @@ def _eval_throughput(trainer: Trainer, batch, repeats: int) -> dict[str, float]:
 
 def _loading(size: int, batch: int, device: str, repeats: int) -> dict[str, float]:
     """A Baseline step fed by the DataLoader vs the same step on a cached batch."""
-    from esx.trainer import loader
+    from esx.data import loader
 
     t = build(METHODS["baseline"], size, batch, device, n_train=batch * repeats)
     cached = _cached(t, batch)

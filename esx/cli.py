@@ -11,16 +11,49 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Table as RichTable
+from typer.core import TyperGroup
 
+from esx import __version__
 from esx.errors import EsxError
+from esx.types import Table
+
+
+class EsxGroup(TyperGroup):
+    """The ``esx`` command group: an :class:`EsxError` raised by any command, esx's own or a
+    plugin's, ends it with the error's message and exit status 2, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EsxError as err:
+            _fail(err)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"esx {__version__}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
+    cls=EsxGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     help="Explanation-supervised training from noisy multi-annotator masks.",
 )
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = None,
+) -> None:
+    """Explanation-supervised training from noisy multi-annotator masks."""
+
 
 RecipeArg = Annotated[Path, typer.Argument(help="recipe YAML file")]  # required
 SetOpt = Annotated[
@@ -54,7 +87,8 @@ def run(
     from esx.outputs import prepare_run_dir
     from esx.plugins import registry
     from esx.recipe import load_recipe
-    from esx.trainer import Trainer, choose_device
+    from esx.runtime import Runtime
+    from esx.trainer import Trainer
 
     world = dist.from_env()  # torchrun: only the main process prints and writes
     console = Console(quiet=quiet or not world.main, soft_wrap=True)
@@ -66,14 +100,14 @@ def run(
                 raise EsxError("--resume takes the run folder only: its recipe.yaml is reused")
             out, recipe = resume, resume / "recipe.yaml"
             r = load_recipe(recipe, reg)
+            rt = Runtime.setup(r.device, r.train.precision, r.train.channels_last)
         elif recipe is None:
             raise EsxError("give a recipe (esx run RECIPE) or a run folder (esx run --resume DIR)")
         else:
             r = load_recipe(recipe, reg, set_ or [])
             out = out or Path("runs") / f"{recipe.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-            if world.distributed:
-                dist.setup(world, choose_device(r.device, world).type)
-                out = dist.broadcast(out, world)
+            rt = Runtime.setup(r.device, r.train.precision, r.train.channels_last)
+            out = dist.broadcast(out, world)
             created = not out.exists()
             problem = None
             if world.main:
@@ -84,7 +118,7 @@ def run(
             problem = dist.broadcast(problem, world)  # every process stops, or none
             if problem:
                 raise EsxError(problem)
-        trainer = Trainer(r, reg, out, console, recipe_source=str(recipe))
+        trainer = Trainer(r, out, console, recipe_source=str(recipe), runtime=rt)
         metrics = trainer.run(resume=resume is not None)
     except EsxError as err:
         if (
@@ -107,13 +141,13 @@ def run(
     if not world.main:
         return
     console.print(_results_table(metrics))
-    for table in _report_tables(metrics.get("aggregator", {})):
-        console.print(table)
+    for data in metrics.get("tables", []):
+        print_table(console, Table.from_dict(data))
     console.print(f"run folder: [bold]{out}[/]")
 
 
-def _results_table(metrics: dict) -> Table:
-    table = Table(title="test results")
+def _results_table(metrics: dict) -> RichTable:
+    table = RichTable(title="test results")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in metrics["test"].items():
@@ -130,41 +164,16 @@ def _cell(v: object) -> str:
     return "-" if v is None else str(v)
 
 
-def _report_tables(report: dict) -> list[Table]:
-    """Tables of an aggregator's report: each list of records, each dict of dicts."""
-    tables = []
-    for name, value in report.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            table = Table(title=f"aggregator: {name}")
-            for col in value[0]:
-                table.add_column(col)
-            for row in value:
-                table.add_row(*(_cell(row.get(c)) for c in value[0]))
-            tables.append(table)
-        elif isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
-            rows = {
-                k: v
-                for k, v in value.items()
-                if isinstance(v, dict) and all(isinstance(x, int | float) for x in v.values())
-            }
-            if not rows:
-                continue
-            cols = list(dict.fromkeys(c for v in rows.values() for c in v))
-            table = Table(title=f"aggregator: {name}")
-            table.add_column("")
-            for c in cols:
-                table.add_column(c)
-            for k, v in rows.items():
-                table.add_row(k, *(_cell(v.get(c)) for c in cols))
-            tables.append(table)
-        elif isinstance(value, dict) and value:
-            table = Table(title=f"aggregator: {name}")
-            table.add_column("")
-            table.add_column("value")
-            for k, v in value.items():
-                table.add_row(k, _cell(v))
-            tables.append(table)
-    return tables
+def print_table(console: Console, table: Table) -> None:
+    """A component's :class:`~esx.types.Table`, with its note under it."""
+    out = RichTable(title=table.title)
+    for col in table.columns:
+        out.add_column(col)
+    for row in table.rows:
+        out.add_row(*(_cell(v) for v in row))
+    console.print(out)
+    if table.note:
+        console.print(f"[dim]{table.note}[/]")
 
 
 @app.command()
@@ -227,7 +236,8 @@ def sweep(
 def report_cmd(
     runs: Annotated[Path, typer.Argument(help="a sweep's folder (or any folder of runs)")],
 ) -> None:
-    """Table 1 and Table 2 (Markdown, CSV) and a plot from a folder of runs."""
+    """Classification and every component's tables (Markdown, CSV) and a plot, from a
+    folder of runs."""
     from esx.report import report
 
     if not runs.is_dir():
@@ -237,7 +247,7 @@ def report_cmd(
     except EsxError as err:
         _fail(err)
     typer.echo(result["markdown"])
-    typer.echo(f"written: {runs / 'report.md'}, table1.csv, table2.csv, table1.png")
+    typer.echo(f"written under {runs}: {', '.join(result['written'])}")
 
 
 @app.command()
@@ -252,7 +262,7 @@ def plugins(
         typer.echo(json.dumps(data, indent=2))
         return
     console = Console(soft_wrap=True)
-    table = Table(title="esx components")
+    table = RichTable(title="esx components")
     for col in ("family", "name", "plugin", "package"):
         table.add_column(col)
     for fam, entries in data["components"].items():
@@ -263,93 +273,31 @@ def plugins(
         console.print(f"[red]broken plugin {b['plugin']} ({b['package']}): {b['error']}[/]")
 
 
-data_app = typer.Typer(no_args_is_help=True, help="Prepare datasets in esx's folder format.")
-prepare_app = typer.Typer(
-    no_args_is_help=True,
-    help="Raw downloads -> esx's folder format (docs/data_format.md); reruns skip finished cases.",
-)
-data_app.add_typer(prepare_app, name="prepare")
-app.add_typer(data_app, name="data")
+def build_app(reg: Any = None) -> typer.Typer:
+    """The ``esx`` command line: esx's own commands plus every plugin's ``register_commands``.
 
-RootOpt = Annotated[Path, typer.Option("--root", help="the raw download")]
-OutOpt = Annotated[Path, typer.Option("--out", help="the prepared dataset folder")]
-CropOpt = Annotated[int, typer.Option(help="side of the square crops, in pixels")]
-NegOpt = Annotated[int, typer.Option(help="negative images per nodule (LIDC) or case (MSD)")]
-SeedOpt = Annotated[int, typer.Option(help="seed of the noise, the negatives and the split")]
-SizesOpt = Annotated[
-    str, typer.Option(help="train,val,test images, balanced; 'rest' = all remaining")
-]
+    Args:
+        reg: the registry whose plugins add commands (default: the process-wide one).
+    """
+    from esx.plugins import registry
 
-
-@prepare_app.command("lidc")
-def prepare_lidc(
-    root: RootOpt,
-    out: OutOpt = Path("data/lidc"),
-    crop: CropOpt = 224,
-    max_readers: Annotated[int, typer.Option(help="annotation slots per image")] = 4,
-    boundary_noise: Annotated[
-        int,
-        typer.Option(help="passes of the paper's boundary noise on each reader's mask; 0 = none"),
-    ] = 2,
-    negatives: NegOpt = 1,
-    margin: Annotated[int, typer.Option(help="slices between a negative and any mark")] = 2,
-    sizes: SizesOpt = "100,2400,2400",
-    seed: SeedOpt = 0,
-) -> None:
-    """LIDC-IDRI (DICOM series + XML reads) -> the paper's 2-D nodule dataset."""
-    _prepare(
-        "lidc",
-        root,
-        out,
-        sizes,
-        crop=crop,
-        max_readers=max_readers,
-        boundary_noise=boundary_noise,
-        negatives=negatives,
-        margin=margin,
-        seed=seed,
+    full = typer.Typer(
+        cls=EsxGroup,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        help=app.info.help,
     )
-
-
-@prepare_app.command("msd-pancreas")
-def prepare_msd_pancreas(
-    root: RootOpt,
-    out: OutOpt = Path("data/pancreas"),
-    crop: CropOpt = 224,
-    annotators: Annotated[
-        str, typer.Option(help="simulated annotators, kind:p_annotate[:strength], comma-separated")
-    ] = ("accurate:1,boundary_noisy:0.7:1.5,conservative:0.7,aggressive:0.7"),
-    negatives: NegOpt = 1,
-    margin: Annotated[int, typer.Option(help="slices between a negative and the tumour")] = 5,
-    sizes: SizesOpt = "40,40,rest",
-    seed: SeedOpt = 0,
-) -> None:
-    """MSD Task07_Pancreas (NIfTI) -> tumour vs no-tumour slices with simulated annotators."""
-    _prepare(
-        "msd-pancreas",
-        root,
-        out,
-        sizes,
-        crop=crop,
-        annotators=annotators,
-        negatives=negatives,
-        margin=margin,
-        seed=seed,
-    )
-
-
-def _prepare(name: str, root: Path, out: Path, sizes: str, **options: Any) -> None:
-    import esx_prepare
-
-    try:
-        esx_prepare.prepare(name, root, out, options, sizes, Console(soft_wrap=True))
-    except EsxError as err:
-        _fail(err)
+    full.registered_callback = app.registered_callback
+    full.registered_commands = list(app.registered_commands)
+    full.registered_groups = list(app.registered_groups)
+    (reg or registry()).add_commands(full)
+    return full
 
 
 def main() -> None:
     try:
-        app()
+        build_app()()
     except EsxError as err:  # errors raised outside a command body
         Console(stderr=True).print(f"[bold red]error:[/] {err}")
         sys.exit(2)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,8 +23,8 @@ class Sample:
         mask_valid: ``(U,)`` bool.
         index: position in its split.
         truth: optional ``(1, H, W)`` uint8 true mask.
-        annotator: optional ``(U,)`` long true annotator of each slot, -1 if missing.
-        hidden: optional ``(A, H, W)`` uint8 mask every annotator would have drawn.
+        extras: named tensors for particular consumers (see :attr:`esx.types.Batch.extras`);
+            a key is batched when every sample of the batch has it.
     """
 
     image: Tensor
@@ -32,8 +33,7 @@ class Sample:
     mask_valid: Tensor
     index: int
     truth: Tensor | None = None
-    annotator: Tensor | None = None
-    hidden: Tensor | None = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
 
 def validate_sample(s: Sample, where: str) -> None:
@@ -58,8 +58,7 @@ def validate_sample(s: Sample, where: str) -> None:
 def collate(samples: list[Sample]) -> Batch:
     """Stack samples into a :class:`Batch`; unannotated samples are fine."""
     has_truth = all(s.truth is not None for s in samples)
-    has_ann = all(s.annotator is not None for s in samples)
-    has_hidden = all(s.hidden is not None for s in samples)
+    shared = set.intersection(*(set(s.extras) for s in samples)) if samples else set()
     return Batch(
         image=torch.stack([s.image for s in samples]),
         label=torch.tensor([s.label for s in samples], dtype=torch.long),
@@ -67,6 +66,23 @@ def collate(samples: list[Sample]) -> Batch:
         mask_valid=torch.stack([s.mask_valid for s in samples]),
         truth=torch.stack([s.truth for s in samples]).float() if has_truth else None,
         index=torch.tensor([s.index for s in samples], dtype=torch.long),
-        annotator=torch.stack([s.annotator for s in samples]) if has_ann else None,
-        hidden=torch.stack([s.hidden for s in samples]) if has_hidden else None,
+        extras={k: torch.stack([s.extras[k] for s in samples]) for k in sorted(shared)},
+    )
+
+
+def loader(
+    ds: Any, batch_size: int, shuffle: torch.Generator | None, workers: int, sampler: Any = None
+) -> Any:
+    """A DataLoader of :class:`Batch`; shuffled with ``shuffle`` when given, else in the
+    order of ``sampler`` (a distributed shard) when given."""
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle is not None,
+        num_workers=workers,
+        collate_fn=collate,
+        generator=shuffle,
+        sampler=sampler,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
     )

@@ -1,10 +1,11 @@
-"""The hook specifications of esx: one ``register_<family>(register)`` hook per family.
+"""The hook specifications of esx: one ``register_<family>(register)`` hook per family,
+and ``register_commands(app)`` for command-line commands.
 
 A plugin is a module (or object) with functions decorated by
-:data:`esx.hookimpl`. Each hook is called once, at start-up, with a
+:data:`esx.hookimpl`. Each component hook is called once, at start-up, with a
 ``register`` callback; the plugin calls ``register(name, cls)`` for every
 component it provides. No hook returns a value and none stops at the first
-result: every plugin's components are collected.
+result: every plugin's components and commands are collected.
 
 ``cls`` is a class deriving from the family's base class in
 :mod:`esx.interfaces`. Its ``Params`` attribute (a pydantic model) declares
@@ -61,6 +62,19 @@ def register_datasets(register: Register) -> None:
     """Register datasets: subclasses of :class:`esx.interfaces.Dataset`.
 
     :param register: call ``register(name, cls)`` once per dataset.
+    """
+
+
+@hookspec
+def register_commands(app: Any) -> None:
+    """Add commands to the ``esx`` command line.
+
+    Called once when the command line starts, after esx's own commands exist.
+
+    :param app: the ``typer.Typer`` of the ``esx`` command: add commands with
+        ``@app.command()`` or groups with ``app.add_typer(sub, name=...)``. A
+        command that raises :class:`esx.errors.EsxError` exits with status 2 and
+        the error's message, like esx's own commands.
     """
 
 

@@ -2,7 +2,8 @@
 
 A component class has a ``Params`` pydantic model (unknown keys are
 rejected) and is built as ``cls(params, context)`` where ``params`` is an
-instance of ``Params`` and ``context`` a :class:`BuildContext`.
+instance of ``Params`` and ``context`` a :class:`BuildContext`; this holds
+for every family, datasets included.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
-from esx.types import Batch, Targets
+from esx.types import Batch, Table, Targets
 
 
 class Params(BaseModel):
@@ -54,19 +55,54 @@ class DataInfo:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """Everything a component may need to build itself."""
+    """Everything a component may need to build itself.
 
-    data: DataInfo
+    Attributes:
+        data: the dataset's :class:`DataInfo`; None while the dataset itself is built.
+        seed: the run's seed (``seed:`` in the recipe).
+        device: where the run trains.
+    """
+
+    data: DataInfo | None = None
     seed: int = 0
     device: torch.device = torch.device("cpu")
 
 
 class Component:
-    """Mixin holding the parameter model shared by every family."""
+    """What every family shares: the parameter model and three optional result hooks.
+
+    After training, the trainer calls :meth:`report` of every component on the
+    test split, stores a non-empty result under the family's key in
+    ``metrics.json``, and stores :meth:`tables` of that result under
+    ``tables``; :meth:`figures` draws into the run folder.
+    """
 
     Params: ClassVar[type[Params]] = Params
     #: Filled in by the registry: the registered name and the plugin that gave it.
     component_name: ClassVar[str] = ""
+
+    @classmethod
+    def example_params(cls, workdir: Path) -> dict[str, Any]:
+        """``params`` of the smallest useful instance, for registry-wide contract tests.
+
+        The default is ``{}`` (every default). Override when the defaults are slow
+        (a large dataset) or need a file: ``workdir`` is an empty folder the
+        component may write into.
+        """
+        return {}
+
+    def report(self, loader: Any, device: torch.device) -> dict[str, Any]:
+        """Optional evaluation after training, on the test split (``loader`` yields
+        :class:`~esx.types.Batch`); stored under the family's key in ``metrics.json``."""
+        return {}
+
+    def tables(self, report: dict[str, Any]) -> list[Table]:
+        """Optional tables made from :meth:`report`'s result: printed by ``esx run``,
+        stored in ``metrics.json`` and rendered by ``esx report``."""
+        return []
+
+    def figures(self, out: Path, batch: Batch) -> None:
+        """Optional figures, drawn for a few test images into the run folder ``out``."""
 
 
 class Backbone(nn.Module, Component):
@@ -88,6 +124,15 @@ class Backbone(nn.Module, Component):
 
     def forward(self, image: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(image))
+
+
+def normalise_maps(maps: Tensor, eps: float = 1e-6) -> Tensor:
+    """Per-image min-max normalisation of ``(B, h, w)`` maps to [0, 1]:
+    ``(m - min) / (max - min + eps)``, what every explainer returns."""
+    flat = maps.flatten(1)
+    lo = flat.min(dim=1, keepdim=True).values
+    hi = flat.max(dim=1, keepdim=True).values
+    return ((flat - lo) / (hi - lo + eps)).view_as(maps)
 
 
 class Explainer(Component):
@@ -161,16 +206,6 @@ class Aggregator(nn.Module, Component):
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params, "lr": lr}] if params else []
 
-    def report(self, loader: Any, device: torch.device) -> dict[str, Any]:
-        """Optional evaluation of the aggregator on the test split, after training.
-
-        The result is stored under ``aggregator`` in ``metrics.json``.
-        """
-        return {}
-
-    def figures(self, out: Path, batch: Batch) -> None:
-        """Optional figures of the aggregator, drawn for a few test images into ``out``."""
-
 
 class Loss(nn.Module, Component):
     """An explanation-supervision loss: ``(maps (N, h, w), Targets) → scalar``.
@@ -226,13 +261,13 @@ class Dataset(Component):
 
     ``info`` describes the data; ``split(name)`` returns a
     ``torch.utils.data.Dataset`` whose items are :class:`esx.data.Sample`.
+    Built as ``cls(params, context)`` with ``context.data`` None.
     """
 
     SPLITS: ClassVar[tuple[str, ...]] = ("train", "val", "test")
 
-    def __init__(self, params: Params, context_seed: int = 0) -> None:
+    def __init__(self, params: Params, context: BuildContext) -> None:
         self.params = params
-        self.seed = context_seed
 
     @property
     def info(self) -> DataInfo:

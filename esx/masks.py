@@ -41,32 +41,6 @@ def area_downsample(masks: Tensor, size: tuple[int, int]) -> Tensor:
     return out.reshape(*lead, *size)
 
 
-def resize_masks(masks: Tensor, size: tuple[int, int], mode: str) -> Tensor:
-    """Bring ``(..., H, W)`` masks down to a map's ``size``.
-
-    - ``area``: the covered fraction of each cell (soft; a lesion smaller than
-      a cell never reaches 1).
-    - ``area_max``: the same, divided by each mask's largest cell, so the most
-      covered cell is 1; an empty mask stays empty.
-    - ``nearest``: one sample per cell; a lesion between sample points
-      vanishes.
-
-    Which loss's reference code used which mode is documented with the
-    explainer plugin that calls this.
-    """
-    if mode == "area":
-        return area_downsample(masks, size)
-    if mode == "area_max":
-        out = area_downsample(masks, size)
-        peak = out.amax(dim=(-2, -1), keepdim=True)
-        return torch.where(peak > 0, out / peak.clamp_min(1e-12), out)
-    if mode == "nearest":
-        lead = masks.shape[:-2]
-        flat = masks.reshape(-1, 1, *masks.shape[-2:]).float()
-        return F.interpolate(flat, size=size, mode="nearest").reshape(*lead, *size)
-    raise ValueError(f"unknown mask resize mode {mode!r}; expected area, area_max or nearest")
-
-
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     """Binary dilation of a 2-D mask by a disc of ``radius`` pixels."""
     if radius <= 0:

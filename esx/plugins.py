@@ -48,6 +48,23 @@ class Registry:
     entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {f: {} for f in FAMILIES})
     broken: list[dict[str, str]] = field(default_factory=list)
     plugins: list[dict[str, str]] = field(default_factory=list)
+    #: ``register_commands`` implementations: (plugin, package, function)
+    commands: list[tuple[str, str, Any]] = field(default_factory=list)
+
+    def add_commands(self, app: Any) -> None:
+        """Let every plugin's ``register_commands`` add its commands to ``app``;
+        a plugin whose hook fails is recorded in :attr:`broken`."""
+        for plugin, package, fn in self.commands:
+            try:
+                fn(app)
+            except Exception as exc:  # a broken third-party plugin must not kill esx
+                self.broken.append(
+                    {
+                        "plugin": plugin,
+                        "package": package,
+                        "error": f"register_commands failed: {type(exc).__name__}: {exc}",
+                    }
+                )
 
     def get(self, family: str, name: str) -> Any:
         """The class registered as ``name`` in ``family``.
@@ -185,6 +202,8 @@ def build_registry(modules: list[ModuleType | Any] | None = None) -> Registry:
                         "error": f"{hook} failed: {type(exc).__name__}: {exc}",
                     }
                 )
+    for impl in pm.hook.register_commands.get_hookimpls():
+        reg.commands.append((impl.plugin_name, packages.get(impl.plugin_name, "?"), impl.function))
     return reg
 
 

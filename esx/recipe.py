@@ -1,23 +1,25 @@
 """Recipes: YAML files that compose components into one experiment.
 
-A recipe is loaded with ``yaml.safe_load`` (no tags, no code), validated
-against :class:`Recipe` (unknown keys and wrong types are errors), and each
-component's ``params`` are validated by that component's own ``Params``
-model. Every problem is collected and reported at once, each with the file,
-the line and the key path.
+A recipe is loaded with ``yaml.safe_load`` (no tags, no code), merged onto
+the recipe its ``base:`` key names (if any), overridden by ``--set`` items,
+validated against :class:`Recipe` (unknown keys and wrong types are errors),
+and each component's ``params`` are validated by that component's own
+``Params`` model. Every problem is collected and reported at once, each with
+the file, the line and the key path. The result is a *resolved* recipe: each
+component slot holds its class and its validated parameters.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from esx.errors import RecipeError, UnknownComponentError
-from esx.hookspecs import FAMILIES
 from esx.plugins import Registry
 
 
@@ -26,10 +28,40 @@ class _Strict(BaseModel):
 
 
 class ComponentSpec(_Strict):
-    """Which registered component to use, and its parameters."""
+    """Which registered component to use, and its parameters.
+
+    In a recipe file ``params`` is a mapping. Once the recipe is validated
+    (:func:`validate_recipe`) the spec is *resolved*: ``params`` holds the
+    component's validated ``Params`` instance, every default filled in, and
+    :attr:`cls` the registered class, so :meth:`build` needs no lookup.
+    """
 
     name: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Any = Field(default_factory=dict)
+    _cls: Any = PrivateAttr(None)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _mapping(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if not isinstance(v, dict | BaseModel):
+            raise ValueError(f"params must be a mapping of keys, got {type(v).__name__}")
+        return v
+
+    @property
+    def cls(self) -> Any:
+        """The component class (resolved specs only)."""
+        if self._cls is None:
+            raise RuntimeError(f"component {self.name!r} is not resolved; use validate_recipe")
+        return self._cls
+
+    def resolve(self, cls: Any, params: Any) -> None:
+        self._cls, self.params = cls, params
+
+    def build(self, context: Any) -> Any:
+        """``cls(params, context)``: the one way every family is built."""
+        return self.cls(self.params, context)
 
 
 class DataSpec(ComponentSpec):
@@ -82,12 +114,28 @@ class Recipe(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
 
-    def component(self, family: str) -> ComponentSpec:
-        return getattr(self, "data" if family == "dataset" else family)
+    def slots(self) -> dict[tuple[str, ...], ComponentSpec]:
+        """Every component spec the recipe holds, by key path (absent optional ones left out)."""
+        found = {}
+        for loc in SLOTS:
+            node: Any = self
+            for key in loc:
+                node = getattr(node, key, None)
+            if node is not None:
+                found[loc] = node
+        return found
 
 
-#: recipe key of each family
-FAMILY_KEYS = {f: ("data" if f == "dataset" else f) for f in FAMILIES}
+#: Every place a recipe names a component: key path -> family.
+SLOTS: dict[tuple[str, ...], str] = {
+    ("data",): "dataset",
+    ("data", "fallback"): "dataset",
+    ("backbone",): "backbone",
+    ("explainer",): "explainer",
+    ("eval", "explainer"): "explainer",
+    ("aggregator",): "aggregator",
+    ("loss",): "loss",
+}
 
 
 def _line_map(text: str) -> dict[tuple[Any, ...], int]:
@@ -153,13 +201,35 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
-def load_recipe(path: str | Path, registry: Registry, overrides: list[str] | None = None) -> Recipe:
-    """Read, override, and validate a recipe; raise :class:`RecipeError` listing every problem."""
-    path = Path(path)
+def merge(base: Any, child: Any) -> Any:
+    """``child`` laid over ``base``: mappings merge key by key, anything else is replaced.
+
+    A component slot (a mapping with a ``name``) that names another component
+    is replaced whole, so the base's parameters never reach a different class.
+    """
+    if not (isinstance(base, dict) and isinstance(child, dict)):
+        return copy.deepcopy(child)
+    if "name" in child and "name" in base and child["name"] != base["name"]:
+        return copy.deepcopy(child)
+    out = copy.deepcopy(base)
+    for key, value in child.items():
+        out[key] = merge(out[key], value) if key in out else copy.deepcopy(value)
+    return out
+
+
+def _read(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[tuple, str]]:
+    """A recipe file's mapping (its ``base:`` merged in) and the file:line of each key."""
     source = str(path)
+    if path.is_dir():
+        raise RecipeError([f"{path} is a folder; give a recipe file (a .yaml file)"], source)
     if not path.is_file():
         raise RecipeError([f"no such recipe file: {path} (check the path)"], source)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError(
+            [f"{path} is not a text file (not UTF-8); a recipe is a YAML text file"], source
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -168,17 +238,53 @@ def load_recipe(path: str | Path, registry: Registry, overrides: list[str] | Non
         problem = getattr(exc, "problem", None) or str(exc)
         raise RecipeError([f"{where}: not valid YAML: {problem}"], source) from None
     if raw is None:
-        raw = {}
+        raise RecipeError(
+            [
+                f"{source}: the file is empty; a recipe needs at least data, backbone, explainer, "
+                "aggregator and loss (see recipes/quickstart.yaml)"
+            ],
+            source,
+        )
     if not isinstance(raw, dict):
         kind = type(raw).__name__
         raise RecipeError([f"{source}:1: a recipe must be a mapping of keys, got {kind}"], source)
-    raw = apply_overrides(raw, overrides or [])
     lines = {k: f"{source}:{v}" for k, v in _line_map(text).items()}
+    base = raw.pop("base", None)
+    if base is None:
+        return raw, lines
+    where = lines.get(("base",), source)
+    if not isinstance(base, str) or not base.strip():
+        raise RecipeError([f"{where}: base: must be the path of a recipe file"], source)
+    base_path = (path.parent / base).resolve()
+    if base_path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, base_path))
+        raise RecipeError([f"{where}: base: recipes inherit in a cycle: {cycle}"], source)
+    if not base_path.is_file():
+        raise RecipeError(
+            [
+                f"{where}: base: no recipe file {base_path} (a base path is relative to the "
+                f"folder of {path.name})"
+            ],
+            source,
+        )
+    base_raw, base_lines = _read(base_path, (*chain, base_path))
+    return merge(base_raw, raw), {**base_lines, **lines}
+
+
+def load_recipe(path: str | Path, registry: Registry, overrides: list[str] | None = None) -> Recipe:
+    """Read, inherit, override, validate and resolve a recipe.
+
+    Raises:
+        RecipeError: listing every problem, each with its file and line.
+    """
+    path = Path(path)
+    raw, lines = _read(path, (path.resolve(),))
+    raw = apply_overrides(raw, overrides or [])
     for item in overrides or []:
         keys = tuple(parse_override(item)[0])
         for n in range(1, len(keys) + 1):
             lines[keys[:n]] = f"--set {item}"
-    return validate_recipe(raw, registry, source, lines)
+    return validate_recipe(raw, registry, str(path), lines)
 
 
 def validate_recipe(
@@ -187,7 +293,7 @@ def validate_recipe(
     source: str = "<recipe>",
     lines: dict[tuple[Any, ...], str] | None = None,
 ) -> Recipe:
-    """Validate a recipe mapping, its component names and their params."""
+    """Validate a recipe mapping and resolve its components (class and ``Params``)."""
     lines = lines or {}
     problems: list[str] = []
     try:
@@ -195,25 +301,52 @@ def validate_recipe(
     except ValidationError as exc:
         for e in exc.errors():
             loc = tuple(e["loc"])
-            got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
-            if e["type"] == "extra_forbidden":
-                got = ""
-            problems.append(f"{_where(source, lines, loc)}: {_fmt_loc(loc)}: {e['msg']}{got}")
+            got = (
+                "" if e["type"] in ("missing", "extra_forbidden") else f" (got {e.get('input')!r})"
+            )
+            hint = _closest(loc, _known_keys(loc[:-1])) if e["type"] == "extra_forbidden" else ""
+            problems.append(f"{_where(source, lines, loc)}: {_fmt_loc(loc)}: {e['msg']}{got}{hint}")
         recipe = None
     # Component names and params, checked even when the top level had problems.
-    for family, key in FAMILY_KEYS.items():
-        spec = raw.get(key)
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            continue
-        problems += _check_component(registry, family, (key,), spec, source, lines)
-    for family, loc in (("dataset", ("data", "fallback")), ("explainer", ("eval", "explainer"))):
-        parent = raw.get(loc[0])
-        spec = parent.get(loc[1]) if isinstance(parent, dict) else None
+    resolved = {}
+    for loc, family in SLOTS.items():
+        spec: Any = raw
+        for key in loc:
+            spec = spec.get(key) if isinstance(spec, dict) else None
         if isinstance(spec, dict) and isinstance(spec.get("name"), str):
-            problems += _check_component(registry, family, loc, spec, source, lines)
+            found = _check_component(registry, family, loc, spec, source, lines)
+            if isinstance(found, list):
+                problems += found
+            else:
+                resolved[loc] = found
     if problems or recipe is None:
         raise RecipeError(problems, source)
+    for loc, spec in recipe.slots().items():
+        spec.resolve(*resolved[loc])
     return recipe
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the recipe schema accepts at a key path (none where it is free-form)."""
+    model: Any = Recipe
+    for key in loc:
+        field = getattr(model, "model_fields", {}).get(key)
+        if field is None:
+            return []
+        model = next(
+            (
+                t
+                for t in (field.annotation, *getattr(field.annotation, "__args__", ()))
+                if isinstance(t, type) and issubclass(t, BaseModel)
+            ),
+            None,
+        )
+    return list(getattr(model, "model_fields", {}))
+
+
+def _closest(loc: tuple[Any, ...], known: list[str]) -> str:
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1) if known else []
+    return f". Did you mean {close[0]!r}?" if close else ""
 
 
 def _check_component(
@@ -223,7 +356,8 @@ def _check_component(
     spec: dict[str, Any],
     source: str,
     lines: dict[tuple[Any, ...], str],
-) -> list[str]:
+) -> tuple[Any, Any] | list[str]:
+    """The component's class and validated ``Params``, or the problems found."""
     try:
         cls = registry.get(family, spec["name"])
     except UnknownComponentError as exc:
@@ -233,7 +367,7 @@ def _check_component(
     if not isinstance(params, dict):
         return []  # the schema already reports a non-mapping params
     try:
-        cls.Params.model_validate(params)
+        return cls, cls.Params.model_validate(params)
     except ValidationError as exc:
         out = []
         for e in exc.errors():
@@ -242,32 +376,18 @@ def _check_component(
             got = "" if quiet else f" (got {e.get('input')!r})"
             hint = ""
             if e["type"] == "extra_forbidden":
-                known = ", ".join(cls.Params.model_fields) or "(none)"
-                hint = f"; {family} {spec['name']!r} accepts: {known}"
+                known = list(cls.Params.model_fields)
+                hint = (
+                    f"{_closest(ploc, known)}; {family} {spec['name']!r} accepts: "
+                    f"{', '.join(known) or '(none)'}"
+                )
             out.append(f"{_where(source, lines, ploc)}: {_fmt_loc(ploc)}: {e['msg']}{got}{hint}")
         return out
-    return []
 
 
-def build_params(registry: Registry, family: str, spec: ComponentSpec) -> Any:
-    """The validated ``Params`` instance of a component spec."""
-    return registry.get(family, spec.name).Params.model_validate(spec.params)
-
-
-def dump_recipe(recipe: Recipe, registry: Registry) -> str:
-    """The resolved recipe as YAML, every component's params with defaults filled in."""
+def dump_recipe(recipe: Recipe) -> str:
+    """A resolved recipe as flat YAML (no ``base``), every component's params in full."""
     data = recipe.model_dump(mode="json")
-    for family, key in FAMILY_KEYS.items():
-        spec = recipe.component(family)
-        data[key]["params"] = build_params(registry, family, spec).model_dump(mode="json")
-    if recipe.data.fallback is not None:
-        data["data"]["fallback"]["params"] = build_params(
-            registry, "dataset", recipe.data.fallback
-        ).model_dump(mode="json")
-    else:
+    if recipe.data.fallback is None:
         data["data"].pop("fallback", None)
-    if recipe.eval.explainer is not None:
-        data["eval"]["explainer"]["params"] = build_params(
-            registry, "explainer", recipe.eval.explainer
-        ).model_dump(mode="json")
     return yaml.safe_dump(data, sort_keys=False)

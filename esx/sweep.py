@@ -36,11 +36,12 @@ class Job:
 
 
 def expand(paths: list[Path]) -> list[Path]:
-    """Recipe files, with folders expanded to their ``*.yaml`` files (sorted)."""
+    """Recipe files, with folders expanded to their ``*.yaml`` files (sorted); a folder's
+    files whose name starts with ``_`` are bases other recipes inherit, not experiments."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found = sorted(p.glob("*.yaml"))
+            found = sorted(f for f in p.glob("*.yaml") if not f.name.startswith("_"))
             if not found:
                 raise EsxError(f"no *.yaml recipes in folder {p}")
             out += found
@@ -71,23 +72,23 @@ def plan(
     return jobs
 
 
-def experiment_key(recipe: Recipe, registry: Registry) -> str:
+def experiment_key(recipe: Recipe) -> str:
     """What a run computes: the resolved recipe (defaults filled in, as a run
     folder's recipe.yaml holds it) without its report labels."""
-    data = yaml.safe_load(dump_recipe(recipe, registry))
+    data = yaml.safe_load(dump_recipe(recipe))
     data.pop("label", None)
     data.pop("group", None)
     return json.dumps(data, sort_keys=True)
 
 
-def reuse(source: Path, job: Job, registry: Registry) -> None:
+def reuse(source: Path, job: Job) -> None:
     """Copy a finished run for a recipe that differs from its own only in labels."""
     from esx import outputs
 
     tmp = job.folder.with_name(job.folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp)
-    outputs.write_text(tmp / "recipe.yaml", dump_recipe(job.recipe, registry))
+    outputs.write_text(tmp / "recipe.yaml", dump_recipe(job.recipe))
     metrics = json.loads((tmp / "metrics.json").read_text())
     metrics["run"]["same_as"] = str(source)
     metrics["run"]["recipe"] = str(job.recipe_path)
@@ -112,7 +113,7 @@ def finished_runs(out: Path, registry: Registry) -> dict[str, Path]:
             recipe = load_recipe(folder / "recipe.yaml", registry)
         except (RecipeError, EsxError):
             continue
-        found.setdefault(experiment_key(recipe, registry), folder)
+        found.setdefault(experiment_key(recipe), folder)
     return found
 
 
@@ -140,10 +141,10 @@ def run_sweep(
         task = progress.add_task("sweep", total=len(jobs))
         for job in jobs:
             label = f"{job.recipe_path.stem} seed {job.seed}"
-            key = experiment_key(job.recipe, registry)
+            key = experiment_key(job.recipe)
             same = finished.get(key)
             if not (job.folder / "metrics.json").is_file() and same is not None:
-                reuse(same, job, registry)
+                reuse(same, job)
                 counts["reused"] += 1
                 progress.console.print(f"reuse {label}: the same experiment as {same}")
                 progress.advance(task)
@@ -157,9 +158,9 @@ def run_sweep(
             resume = (job.folder / "last.safetensors").is_file()
             job.folder.mkdir(parents=True, exist_ok=True)
             progress.update(task, description=f"{'resume' if resume else 'run'} {label}")
-            m = Trainer(
-                job.recipe, registry, job.folder, quiet, recipe_source=str(job.recipe_path)
-            ).run(resume=resume)
+            m = Trainer(job.recipe, job.folder, quiet, recipe_source=str(job.recipe_path)).run(
+                resume=resume
+            )
             counts["resumed" if resume else "done"] += 1
             t = m["test"]
             progress.console.print(

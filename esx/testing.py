@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from esx.interfaces import (
     Aggregator,
@@ -26,11 +26,13 @@ from esx.interfaces import (
     Dataset,
     Explainer,
     Loss,
+    Params,
 )
 from esx.plugins import Registry, build_registry
 from esx.types import Batch, Targets
 
 __all__ = [
+    "TinyBackbone",
     "check_aggregator",
     "check_backbone",
     "check_dataset",
@@ -78,8 +80,35 @@ def tiny_batch(
         mask_valid=valid,
         truth=truth,
         index=torch.arange(b),
-        annotator=torch.where(valid, torch.arange(annotators).expand(b, -1), -1),
+        extras={"annotator": torch.where(valid, torch.arange(annotators).expand(b, -1), -1)},
     )
+
+
+class TinyBackbone(Backbone):
+    """A two-convolution CNN for tests, independent of any backbone plugin.
+
+    ``forward_features``: ``(B, C, H, W)`` → ``(B, 8, H/4, W/4)``;
+    ``forward_head``: global average pool and a linear layer → ``(B, num_classes)``.
+    """
+
+    Params = Params
+
+    def __init__(self, params: Params, context: BuildContext) -> None:
+        super().__init__(params, context)
+        g = torch.Generator().manual_seed(context.seed)
+        self.body = nn.Sequential(
+            nn.Conv2d(context.data.in_chans, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1)
+        )
+        self.fc = nn.Linear(8, context.data.num_classes)
+        with torch.no_grad():  # seeded, so checks do not depend on the global RNG
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+    def forward_features(self, image: Tensor) -> Tensor:
+        return self.body(image)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.fc(features.mean(dim=(2, 3)))
 
 
 def _build(cls: Any, params: dict | None, ctx: BuildContext) -> Any:
@@ -168,13 +197,7 @@ def check_explainer(
     ctx = context(size=64)
     explainer = _build(cls, params, ctx)
     if backbone is None:
-        from esx.plugins import registry as default_registry
-
-        backbone = _build(
-            default_registry().get("backbone", "timm"),
-            {"arch": "test_resnet", "zero_init_last": False},
-            ctx,
-        )
+        backbone = TinyBackbone(Params(), ctx)
     batch = tiny_batch(size=64)
     maps = explainer.explain(backbone.eval(), batch.image, batch.label)
     assert maps.ndim == 3 and maps.shape[0] == 4, f"maps must be (B, h, w), got {maps.shape}"
@@ -212,7 +235,7 @@ def check_dataset(cls: type[Dataset], params: dict | None = None, items: int = 3
     """Info matches the samples; samples are valid; splits exist and collate."""
     from esx.data import collate, validate_sample
 
-    ds = cls(cls.Params.model_validate(params or {}), 0)
+    ds = cls(cls.Params.model_validate(params or {}), BuildContext())
     info = ds.info
     for split in ds.SPLITS:
         data = ds.split(split)

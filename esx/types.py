@@ -1,8 +1,10 @@
-"""The two data types that cross every plugin boundary: :class:`Batch` and :class:`Targets`."""
+"""The data types that cross every plugin boundary: :class:`Batch`, :class:`Targets` and
+:class:`Table`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,11 +22,12 @@ class Batch:
         mask_valid: ``(B, U)`` bool, False where an annotator did not annotate.
         truth: optional ``(B, 1, H, W)`` true explanation mask (evaluation only).
         index: ``(B,)`` long index of each sample in its split.
-        annotator: optional ``(B, U)`` long true annotator of each slot (-1 when
-            missing); for evaluation only, never for training.
-        hidden: optional ``(B, A, H, W)`` uint8 mask every annotator would have
-            drawn, indexed by true annotator (synthetic data only); for
-            evaluating imputation, never for training.
+        extras: tensors a dataset provides for particular consumers, by name,
+            each with the batch dimension first (collated from
+            :attr:`esx.data.Sample.extras`). The core moves and batches them and
+            never reads them; a component that reads a key documents it and must
+            work when the key is absent. Keys the built-ins use are listed in
+            docs/plugin_hooks.md.
     """
 
     image: Tensor
@@ -33,17 +36,16 @@ class Batch:
     mask_valid: Tensor
     truth: Tensor | None = None
     index: Tensor | None = None
-    annotator: Tensor | None = None
-    hidden: Tensor | None = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        """Move every tensor to ``device``."""
-        moved = {
-            f.name: (v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v)
-            for f in fields(self)
-            for v in [getattr(self, f.name)]
-        }
-        return Batch(**moved)
+        """Move every tensor, extras included, to ``device``."""
+
+        def move(v: Any) -> Any:
+            return v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v
+
+        moved = {f.name: move(getattr(self, f.name)) for f in fields(self) if f.name != "extras"}
+        return Batch(**moved, extras={k: move(v) for k, v in self.extras.items()})
 
     @property
     def annotated(self) -> Tensor:
@@ -79,3 +81,48 @@ class Targets:
         """The targets of the rows selected by a bool or index tensor."""
         ann = None if self.annotated is None else self.annotated[rows]
         return replace(self, masks=self.masks[rows], weights=self.weights[rows], annotated=ann)
+
+
+@dataclass
+class Table:
+    """A table a component attaches to its run's results (``Component.tables``).
+
+    ``esx run`` prints it under the test results, ``metrics.json`` stores it
+    under ``tables``, and ``esx report`` renders it for a folder of runs
+    without knowing which component wrote it.
+
+    Attributes:
+        title: the table's heading, unique within one run (the report merges
+            the tables of equal title across runs).
+        columns: column names.
+        rows: one list of cells per row, in column order; cells are numbers,
+            strings or None.
+        note: one sentence printed under the table saying how to read it.
+        summary: True if ``esx report`` should aggregate the table over a
+            folder's runs: for each method, rows are matched on their leading
+            non-numeric cells and every numeric cell becomes mean ± std over
+            the runs. False for tables that only make sense per run.
+    """
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    note: str = ""
+    summary: bool = True
+
+    def __post_init__(self) -> None:
+        bad = [i for i, r in enumerate(self.rows) if len(r) != len(self.columns)]
+        if bad:
+            raise ValueError(
+                f"table {self.title!r}: row {bad[0]} has {len(self.rows[bad[0]])} cells "
+                f"for {len(self.columns)} columns"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (what ``metrics.json`` stores)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Table:
+        keys = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in keys})

@@ -26,8 +26,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from esx.errors import EsxError  # noqa: E402
+from esx.interfaces import BuildContext  # noqa: E402
 from esx.plugins import registry  # noqa: E402
-from esx.recipe import build_params, load_recipe  # noqa: E402
+from esx.recipe import load_recipe  # noqa: E402
 
 
 def reliance(run: Path) -> dict[str, float]:
@@ -39,7 +40,7 @@ def reliance(run: Path) -> dict[str, float]:
             f"{run}: data {recipe.data.name!r} has no spurious marker; "
             "this measure needs the phantom"
         )
-    data = reg.get("dataset", "phantom")(build_params(reg, "dataset", recipe.data), recipe.seed)
+    data = recipe.data.build(BuildContext(seed=recipe.seed))
     test = data.split("test")
     with open(run / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))

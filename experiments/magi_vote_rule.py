@@ -21,9 +21,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from esx.data import loader  # noqa: E402
 from esx.masks import vote  # noqa: E402
-from esx.trainer import loader  # noqa: E402
-from esx_magi.report import _scores, consensus, load_run  # noqa: E402
+from esx_magi.report import consensus, load_run, scores  # noqa: E402
 
 RULES = {">=50%": 0.5, ">50%": 0.5 + 1e-3}
 
@@ -45,7 +45,7 @@ def rescore(run: Path) -> dict[str, dict[str, float]]:
                 ("noisy", vote(batch.masks, batch.mask_valid, thr)),
                 ("generated", vote(pair.generated_masks, every, thr)),
             ):
-                for k, v in _scores(pred[rows], truth).items():
+                for k, v in scores(pred[rows], truth).items():
                     key = f"{name} {rule}"
                     sums.setdefault(key, {})
                     sums[key][k] = sums[key].get(k, 0.0) + float(v.sum())

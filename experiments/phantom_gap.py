@@ -29,7 +29,7 @@ def run_one(recipe: str, seed: int, sets: list[str], out: Path) -> dict:
         return json.loads(done.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     r = load_recipe(recipe, registry(), sets + [f"seed={seed}"])
-    return Trainer(r, registry(), folder, recipe_source=recipe).run()
+    return Trainer(r, folder, recipe_source=recipe).run()
 
 
 def summary(out: Path, recipes: list[str], seeds: list[int]) -> dict:

@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from esx.trainer import loader  # noqa: E402
+from esx.data import loader  # noqa: E402
 from esx_magi.report import consensus, load_run  # noqa: E402
 
 COUNTS = ("n", "empty", "touches", "mostly_outside")

@@ -8,11 +8,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["ESX_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
 import csv  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,28 +45,6 @@ def tiny_recipe() -> dict:
     }
 
 
-def make_batch(b: int = 4, u: int = 3, size: int = 32, seed: int = 0):
-    """A random batch: half positive, random masks, some missing."""
-    from esx.types import Batch
-
-    g = torch.Generator().manual_seed(seed)
-    label = torch.arange(b) % 2
-    masks = (torch.rand(b, u, size, size, generator=g) > 0.7).float()
-    valid = torch.rand(b, u, generator=g) > 0.3
-    valid[:, 0] |= label.bool()
-    valid &= label.bool()[:, None]
-    masks = masks * valid[..., None, None]
-    truth = (torch.rand(b, 1, size, size, generator=g) > 0.8).float() * label[:, None, None, None]
-    return Batch(
-        image=torch.randn(b, 1, size, size, generator=g),
-        label=label,
-        masks=masks,
-        mask_valid=valid,
-        truth=truth,
-        index=torch.arange(b),
-    )
-
-
 SIZE = 32
 
 
@@ -95,3 +74,21 @@ def make_folder(root, n=4):
         w.writeheader()
         w.writerows(rows)
     return root
+
+
+def fake_distribution(root: Path, dist: str, ep_name: str, module: str, code: str) -> None:
+    """A minimal installed distribution with one `esx` entry point, on ``root`` (put
+    ``root`` on PYTHONPATH to install it for a subprocess)."""
+    (root / f"{module}.py").write_text(code)
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[esx]\n{ep_name} = {module}\n")
+
+
+def esx_cli(args: list[str], pythonpath: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESX_")}
+    env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run(
+        [sys.executable, "-m", "esx", *args], capture_output=True, text=True, env=env, timeout=300
+    )

@@ -52,7 +52,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         HF_HUB_OFFLINE="1",
     )
     torch.set_num_threads(1)
-    trainer = Trainer(validate_recipe(RECIPE, registry()), registry(), Path(out))
+    trainer = Trainer(validate_recipe(RECIPE, registry()), Path(out))
     first: dict[str, torch.Tensor] = {}
     step = trainer.step
 
@@ -90,7 +90,7 @@ def _reference(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tens
 
 
 def _reference_steps(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    trainer = Trainer(validate_recipe(RECIPE, registry()), registry(), out)
+    trainer = Trainer(validate_recipe(RECIPE, registry()), out)
     t, split = trainer.recipe.train, trainer.c.dataset.split("train")
     samplers = [
         DistributedSampler(split, num_replicas=2, rank=r, shuffle=True, seed=trainer.recipe.seed)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from esx.cli import app
 from esx.errors import EsxError
+from esx.interfaces import BuildContext
 from esx_phantom.dataset import Phantom, PhantomParams
 
 from conftest import ROOT
@@ -37,7 +38,7 @@ def write_run(folder, recipe: dict, preds) -> None:
 @pytest.mark.parametrize("follows", ["marker", "label"])
 def test_cue_reliance_on_hand_made_predictions(tmp_path, tiny_recipe, follows, capsys):
     tiny_recipe["data"]["params"]["n_test"] = 40
-    test = Phantom(PhantomParams(**tiny_recipe["data"]["params"])).split("test")
+    test = Phantom(PhantomParams(**tiny_recipe["data"]["params"]), BuildContext()).split("test")
     labels = [int(test.labels[i]) for i in range(40)]
     cues = [int(test.cue_present(i)) for i in range(40)]
     preds = cues if follows == "marker" else labels

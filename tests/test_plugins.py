@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 import types
 from pathlib import Path
 
@@ -16,7 +12,7 @@ import esx
 from esx.errors import UnknownComponentError
 from esx.plugins import build_registry
 
-from conftest import ROOT
+from conftest import ROOT, esx_cli, fake_distribution
 
 BUILTINS = {
     "backbone": {"timm"},
@@ -54,6 +50,7 @@ def test_cli_plugins_json(registry):
             assert listed[n]["plugin"] in {
                 "timm",
                 "gradcam",
+                "captum",
                 "aggregators",
                 "losses",
                 "phantom",
@@ -111,17 +108,6 @@ def test_hook_with_no_spec_is_rejected():
         build_registry([mod])
 
 
-def test_core_names_no_builtin_method():
-    """The core knows no built-in method by name."""
-    words = r"\b(gradia|haics|res_g|res_l|magi|meanloss|oracle|consensus|phantom|random_mask)\b"
-    hits = []
-    for path in (ROOT / "esx").rglob("*.py"):
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            if re.search(words, line, re.IGNORECASE):
-                hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
-    assert hits == []
-
-
 class _EP:
     def __init__(self, name: str, dist: str) -> None:
         self.name = name
@@ -144,53 +130,15 @@ def test_entry_point_selection(only, no_auto, expected):
     assert {e.name for e in eps if _selected(e, only, no_auto)} == expected
 
 
-def test_local_weights_file_is_loaded(tmp_path):
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
-    from esx.interfaces import BuildContext, DataInfo
-    from esx_timm import TimmBackbone, TimmParams
-
-    ctx = BuildContext(DataInfo("t", True, 1, 2, (32, 32), 1, True))
-    src = timm.create_model("test_resnet", num_classes=2, in_chans=1)
-    path = tmp_path / "w.safetensors"
-    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
-    bb = TimmBackbone(TimmParams(arch="test_resnet", weights=str(path)), ctx)
-    # timm keeps the feature weights and re-initialises the classifier head, as
-    # for ImageNet checkpoints of another class count
-    head = {f"{bb.model.default_cfg['classifier']}.{p}" for p in ("weight", "bias")}
-    for k, v in src.state_dict().items():
-        if k not in head:
-            assert torch.equal(bb.model.state_dict()[k], v), k
-
-
-def _fake_distribution(root: Path, dist: str, ep_name: str, module: str, code: str) -> None:
-    """A minimal installed distribution with one `esx` entry point, on ``root``."""
-    (root / f"{module}.py").write_text(code)
-    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[esx]\n{ep_name} = {module}\n")
-
-
-def _esx(args: list[str], pythonpath: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ESX_")}
-    env["PYTHONPATH"] = str(pythonpath)
-    return subprocess.run(
-        [sys.executable, "-m", "esx", *args], capture_output=True, text=True, env=env, timeout=300
-    )
-
-
 def test_broken_plugins_are_reported_and_esx_still_starts(tmp_path):
-    _fake_distribution(
+    fake_distribution(
         tmp_path,
         "esx-broken",
         "broken",
         "esx_broken_mod",
         "raise ImportError('needs a library that is not installed')\n",
     )
-    _fake_distribution(
+    fake_distribution(
         tmp_path,
         "esx-dup",
         "dup",
@@ -199,14 +147,14 @@ def test_broken_plugins_are_reported_and_esx_still_starts(tmp_path):
         "    from esx_aggregators import Consensus\n"
         "    register('consensus', Consensus)\n",
     )
-    res = _esx(["plugins", "--json"], tmp_path)
+    res = esx_cli(["plugins", "--json"], tmp_path)
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     broken = {b["package"]: b["error"] for b in data["broken"]}
     assert "needs a library" in broken["esx-broken"]
     assert "registered twice" in broken["esx-dup"] and "esx-dup" in broken["esx-dup"]
     assert {e["name"] for e in data["components"]["aggregator"]} >= {"consensus", "oracle"}
-    table = _esx(["plugins"], tmp_path)
+    table = esx_cli(["plugins"], tmp_path)
     assert "broken plugin broken (esx-broken)" in table.stdout
-    ok = _esx(["validate", str(ROOT / "recipes" / "smoke.yaml")], tmp_path)
+    ok = esx_cli(["validate", str(ROOT / "recipes" / "smoke.yaml")], tmp_path)
     assert ok.returncode == 0, ok.stderr

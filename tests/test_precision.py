@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from esx.cli import app
 from esx.plugins import registry
+from esx.runtime import FP16_EXPLAIN_SCALE, choose_precision
 from esx.testing import context, tiny_batch
-from esx.trainer import FP16_EXPLAIN_SCALE, choose_precision
 
 
 def _explainer_and_backbone():

@@ -62,7 +62,7 @@ def test_overrides_and_resolved_dump(tmp_path, registry, tiny_recipe):
         p, registry, ["train.epochs=5", "aggregator.params.threshold=0.75", "loss.name=none"]
     )
     assert r.train.epochs == 5 and r.loss.name == "none"
-    dumped = yaml.safe_load(dump_recipe(r, registry))
+    dumped = yaml.safe_load(dump_recipe(r))
     assert dumped["aggregator"]["params"] == {"threshold": 0.75}
     assert dumped["explainer"]["params"]["create_graph"] is True  # defaults filled in
 
@@ -115,3 +115,79 @@ def test_cli_missing_recipe_file(tmp_path):
 def test_cli_validate_ok():
     res = _invoke(["validate", str(ROOT / "recipes" / "smoke.yaml")])
     assert res.exit_code == 0 and "ok" in res.output
+
+
+def _file(folder, name: str, data) -> object:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_base_recipe_inherited_and_flat_when_dumped(tmp_path, registry, tiny_recipe):
+    tiny_recipe["aggregator"] = {"name": "consensus", "params": {"threshold": 0.75}}
+    _file(tmp_path, "shared/_base.yaml", tiny_recipe)
+    child = _file(
+        tmp_path,
+        "row.yaml",
+        "base: shared/_base.yaml\nlabel: Row\ntrain: {epochs: 3}\naggregator: {name: oracle}\n",
+    )
+    r = load_recipe(child, registry)
+    assert r.label == "Row" and r.train.epochs == 3 and r.train.batch_size == 4  # merged
+    assert r.aggregator.name == "oracle"  # a new component: the base's params do not follow
+    assert r.data.params.n_train == 8  # resolved: the dataset's validated Params
+    dumped = yaml.safe_load(dump_recipe(r))
+    assert "base" not in dumped and dumped["train"]["lr"] == 1e-3
+    assert load_recipe(_file(tmp_path, "flat.yaml", dump_recipe(r)), registry) == r
+
+
+def test_base_errors_name_the_file_and_line(tmp_path, registry, tiny_recipe):
+    _file(tmp_path, "a.yaml", "base: b.yaml\n")
+    _file(tmp_path, "b.yaml", "seed: 1\nbase: a.yaml\n")
+    with pytest.raises(RecipeError, match=r"b.yaml:2: base: recipes inherit in a cycle: .*a.yaml"):
+        load_recipe(tmp_path / "a.yaml", registry)
+    missing = _file(tmp_path, "c.yaml", "seed: 1\nbase: nowhere.yaml\n")
+    with pytest.raises(RecipeError, match=r"c.yaml:2: base: no recipe file .*nowhere.yaml"):
+        load_recipe(missing, registry)
+    # a problem in the base is reported at the base's own line
+    tiny_recipe["train"]["epochz"] = 2
+    _file(tmp_path, "d.yaml", tiny_recipe)
+    child = _file(tmp_path, "e.yaml", "base: d.yaml\nseed: 3\n")
+    with pytest.raises(RecipeError, match=r"d.yaml:\d+: train.epochz"):
+        load_recipe(child, registry)
+
+
+def test_table1_rows_resolve_to_the_published_grid(registry):
+    """The settings docs/results.md measured the grid with live in recipes/table1."""
+    from esx.sweep import expand
+
+    rows = expand([ROOT / "recipes" / "table1"])
+    assert len(rows) == 11 and not any(p.name.startswith("_") for p in rows)
+    for path in rows:
+        r = load_recipe(path, registry)
+        assert (r.train.epochs, r.train.lambda_exp, r.train.lr) == (12, 1.0, 1e-4), path
+        assert [a.kind for a in r.data.params.annotators].count("wrong_object") == 3, path
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "is not a text file"),
+        (b"", "the file is empty"),
+        (b"agregator: {name: consensus}\n", "Did you mean 'aggregator'?"),
+    ],
+)
+def test_bad_recipe_files_exit_2_with_one_message(tmp_path, content, expected):
+    p = tmp_path / "r.yaml"
+    p.write_bytes(content)
+    for command in ("validate", "run"):
+        res = _invoke([command, str(p)])
+        assert res.exit_code == 2, res.output
+        assert expected in res.output and "Traceback" not in res.output
+
+
+def test_folder_as_recipe_and_set_typo(tmp_path):
+    res = _invoke(["validate", str(tmp_path)])
+    assert res.exit_code == 2 and "is a folder; give a recipe file" in res.output
+    res = _invoke(["validate", str(ROOT / "recipes" / "smoke.yaml"), "--set", "train.epoch=3"])
+    assert res.exit_code == 2 and "Did you mean 'epochs'?" in res.output

@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 from esx.cli import app
 from esx.errors import EsxError, NonFiniteLossError
 from esx.recipe import validate_recipe
+from esx.testing import tiny_batch
 from esx.trainer import Trainer
 
-from conftest import ROOT, make_batch
+from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_existing_run_folder_refused(smoke_run):
 
 
 def _trainer(registry, recipe, tmp_path):
-    return Trainer(validate_recipe(recipe, registry), registry, tmp_path)
+    return Trainer(validate_recipe(recipe, registry), tmp_path)
 
 
 def test_explanation_loss_sees_only_positive_annotated_rows(registry, tiny_recipe, tmp_path):
@@ -104,7 +105,7 @@ def test_explanation_loss_sees_only_positive_annotated_rows(registry, tiny_recip
         return original(maps, targets)
 
     t.c.loss.forward = spy
-    b = make_batch(b=6, size=64)
+    b = tiny_batch(b=6, size=64)
     b.mask_valid[1] = False  # a positive image nobody annotated
     b.masks[1] = 0
     logs = t.step(b)
@@ -118,7 +119,7 @@ def test_baseline_skips_explainer(registry, tiny_recipe, tmp_path):
     tiny_recipe["loss"] = {"name": "none"}
     t = _trainer(registry, tiny_recipe, tmp_path)
     t.c.explainer.explain = lambda *a, **k: (_ for _ in ()).throw(AssertionError("called"))
-    logs = t.step(make_batch(b=4, size=64))
+    logs = t.step(tiny_batch(b=4, size=64))
     assert "exp" not in logs
 
 
@@ -130,7 +131,7 @@ def test_non_differentiable_explainer_refused(registry, tiny_recipe, tmp_path):
 
 def test_non_finite_loss_stops_with_step_and_term(registry, tiny_recipe, tmp_path):
     t = _trainer(registry, tiny_recipe, tmp_path)
-    b = make_batch(b=4, size=64)
+    b = tiny_batch(b=4, size=64)
     b.image[0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteLossError, match="step 0: loss term 'pred'"):
         t.step(b)
@@ -140,3 +141,15 @@ def test_seeded_runs_repeat(registry, tiny_recipe, tmp_path):
     a = _trainer(registry, tiny_recipe, tmp_path / "a").run()
     b = _trainer(registry, tiny_recipe, tmp_path / "b").run()
     assert a["test"] == b["test"]
+
+
+def test_deeplift_is_refused_for_training(registry, tiny_recipe, tmp_path):
+    from esx.recipe import validate_recipe
+    from esx.trainer import Trainer
+
+    tiny_recipe["explainer"] = {"name": "deeplift"}
+    with pytest.raises(EsxError, match="not differentiable"):
+        Trainer(validate_recipe(tiny_recipe, registry), tmp_path)
+    tiny_recipe["explainer"] = {"name": "gradcam"}
+    tiny_recipe["eval"]["explainer"] = {"name": "deeplift"}
+    Trainer(validate_recipe(tiny_recipe, registry), tmp_path)  # fine for evaluation

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from pydantic import Field
 
 from esx.data import Sample, validate_sample
 from esx.errors import DataError, DataMissingError
-from esx.interfaces import DataInfo, Dataset, Params
+from esx.interfaces import BuildContext, DataInfo, Dataset, Params
 
 SUFFIXES = (".png", ".npy")
 
@@ -100,8 +101,32 @@ class FolderDataset(Dataset):
 
     Params = FolderParams
 
-    def __init__(self, params: FolderParams, context_seed: int = 0) -> None:
-        super().__init__(params, context_seed)
+    @classmethod
+    def example_params(cls, workdir: Path) -> dict[str, Any]:
+        """Writes the smallest valid folder (two 16-px images per split, two annotators)."""
+        from PIL import Image
+
+        rows = ["id,label,split"]
+        for split in cls.SPLITS:
+            for i in range(2):
+                sid = f"{split}{i}"
+                rows.append(f"{sid},{i},{split}")
+                (workdir / "images").mkdir(parents=True, exist_ok=True)
+                (workdir / "masks").mkdir(exist_ok=True)
+                image = np.full((16, 16), 40 * (i + 1), np.uint8)
+                Image.fromarray(image).save(workdir / "images" / f"{sid}.png")
+                if i:  # positives carry two masks
+                    mask = np.zeros((16, 16), np.uint8)
+                    mask[4:10, 4:10] = 255
+                    for slot in range(2):
+                        Image.fromarray(np.roll(mask, slot, 0)).save(
+                            workdir / "masks" / f"{sid}_{slot}.png"
+                        )
+        (workdir / "samples.csv").write_text("\n".join(rows) + "\n")
+        return {"root": str(workdir), "num_annotators": 2}
+
+    def __init__(self, params: FolderParams, context: BuildContext) -> None:
+        super().__init__(params, context)
         self.root = Path(params.root).expanduser()
         if not (self.root / "samples.csv").is_file():
             raise DataMissingError(

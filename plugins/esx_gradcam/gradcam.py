@@ -23,11 +23,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from esx.interfaces import Backbone, BuildContext, Explainer, Params
-from esx.masks import area_downsample, resize_masks
+from esx.interfaces import Backbone, BuildContext, Explainer, Params, normalise_maps
+from esx.masks import area_downsample
 from esx.types import Targets
 
 
@@ -47,14 +48,6 @@ class GradCamParams(Params):
         "of each cell), area_max (the same divided by the mask's largest cell, as original "
         "GRADIA), nearest (one sample per cell, as the RES code's GRADIA)",
     )
-
-
-def normalise(maps: Tensor, eps: float) -> Tensor:
-    """Per-image min-max normalisation of ``(B, h, w)`` maps to [0, 1]."""
-    flat = maps.flatten(1)
-    lo = flat.min(dim=1, keepdim=True).values
-    hi = flat.max(dim=1, keepdim=True).values
-    return ((flat - lo) / (hi - lo + eps)).view_as(maps)
 
 
 def gradcam(
@@ -78,6 +71,32 @@ def gradcam(
     alpha = grads.float().mean(dim=(2, 3), keepdim=True) / grad_scale
     cam = (alpha * features.float()).sum(dim=1)
     return cam.clamp_min(0) if relu else cam
+
+
+def resize_masks(masks: Tensor, size: tuple[int, int], mode: str) -> Tensor:
+    """Bring ``(..., H, W)`` masks down to a map's ``size``.
+
+    - ``area``: the covered fraction of each cell (soft; a lesion smaller than
+      a cell never reaches 1).
+    - ``area_max``: the same, divided by each mask's largest cell, so the most
+      covered cell is 1; an empty mask stays empty.
+    - ``nearest``: one sample per cell; a lesion between sample points
+      vanishes.
+
+    ``area_max`` is original GRADIA's target; ``nearest`` is what the RES
+    code's GRADIA does (its labels are sampled at 7x7).
+    """
+    if mode == "area":
+        return area_downsample(masks, size)
+    if mode == "area_max":
+        out = area_downsample(masks, size)
+        peak = out.amax(dim=(-2, -1), keepdim=True)
+        return torch.where(peak > 0, out / peak.clamp_min(1e-12), out)
+    if mode == "nearest":
+        lead = masks.shape[:-2]
+        flat = masks.reshape(-1, 1, *masks.shape[-2:]).float()
+        return F.interpolate(flat, size=size, mode="nearest").reshape(*lead, *size)
+    raise ValueError(f"unknown mask resize mode {mode!r}; expected area, area_max or nearest")
 
 
 class GradCam(Explainer):
@@ -114,7 +133,7 @@ class GradCam(Explainer):
                 relu=p.relu,
                 grad_scale=self.grad_scale,
             )
-        return normalise(cam, p.eps)
+        return normalise_maps(cam, p.eps)
 
     def match(self, maps: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
         if self.params.compare_at == "mask":

@@ -41,7 +41,7 @@ from torch import Tensor
 from esx.errors import DataError
 from esx.interfaces import Aggregator, AggregatorOutput, BuildContext, Params
 from esx.masks import vote
-from esx.types import Batch, Targets
+from esx.types import Batch, Table, Targets
 from esx_magi.alignment import MAX_ANNOTATORS, align
 from esx_magi.model import Generator, resize
 
@@ -97,6 +97,10 @@ class Magi(Aggregator):
         # Names of the simulated annotators, when the dataset knows them (reports only).
         self.annotator_names = list(context.data.details.get("annotators", []))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def example_params(cls, workdir: Path) -> dict[str, Any]:
+        return {"gen_size": 16, "width": 4}
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         own = self.params.lr if self.params.lr is not None else lr
@@ -214,6 +218,11 @@ class Magi(Aggregator):
         from esx_magi.report import evaluate
 
         return evaluate(self, loader, device)
+
+    def tables(self, report: dict[str, Any]) -> list[Table]:
+        from esx_magi.report import tables
+
+        return tables(report)
 
     def figures(self, out: Path, batch: Batch) -> None:
         from esx_magi.figures import gallery, weights

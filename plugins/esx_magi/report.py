@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from esx.masks import vote
+from esx.types import Table
 from esx_magi.alignment import align
 
 BCE_EPS = 1e-3
@@ -65,27 +66,69 @@ def consensus(magi: Any, batch: Any, threshold: float = 0.5) -> Consensus:
 
 
 def load_run(run: Path) -> tuple[Any, Any]:
-    """A finished MAGI run's components (built on the CPU from its recipe.yaml) and its
-    generator with the weights of ``best.safetensors``, in eval mode."""
+    """A finished MAGI run's components (built on the CPU from its recipe.yaml, with the
+    weights of ``best.safetensors``) and its generator, in eval mode."""
     from esx import outputs
+    from esx.build import build
     from esx.errors import EsxError
     from esx.plugins import registry
     from esx.recipe import load_recipe
-    from esx.trainer import build
 
-    reg = registry()
-    recipe = load_recipe(run / "recipe.yaml", reg)
+    recipe = load_recipe(run / "recipe.yaml", registry())
     if recipe.aggregator.name != "magi":
         raise EsxError(
             f"{run}: aggregator {recipe.aggregator.name!r} generates no masks; "
             "this measure needs a MAGI run"
         )
-    c = build(recipe, reg, torch.device("cpu"))
-    state = outputs.load_state(run / "best.safetensors")
-    c.aggregator.load_state_dict(
-        {k[len("aggregator.") :]: v for k, v in state.items() if k.startswith("aggregator.")}
-    )
+    c = build(recipe, torch.device("cpu"))
+    c.load(outputs.load_state(run / "best.safetensors"))
     return c, c.aggregator.eval()
+
+
+def tables(report: dict[str, Any]) -> list[Table]:
+    """The report as tables: Table 2, the annotator slots, the imputation of hidden masks."""
+    out = []
+    gen = report.get("generation")
+    if gen:
+        out.append(
+            Table(
+                "Table 2: consensus masks vs the true mask (test)",
+                ["masks", *SCORES],
+                [[side, *(gen[side][k] for k in SCORES)] for side in ("noisy", "generated")],
+                note="Lower MSE and BCE and higher SSIM mean closer to the true mask. 'generated' "
+                "is the vote of MAGI's generated masks, 'noisy' that of the observed ones; when "
+                "the annotators are biased the generated vote can be the worse one "
+                "(docs/magi.md discusses it).",
+            )
+        )
+    slots = report.get("annotators")
+    if slots:
+        cols = list(slots[0])
+        out.append(
+            Table(
+                "MAGI annotator slots",
+                cols,
+                [[s[c] for c in cols] for s in slots],
+                note="Per generator slot: its learned weight (used by targets: weighted only), the "
+                "area of its masks relative to the true mask, and the annotator its alignments "
+                "mostly went to, where the data knows it.",
+                summary=False,
+            )
+        )
+    imp = report.get("imputation")
+    if imp:
+        cols = list(imp)
+        out.append(
+            Table(
+                "MAGI imputation of hidden annotations",
+                cols,
+                [[imp[c] for c in cols]],
+                note="Mean L1 error on annotations the data hid as missing: the generated mask of "
+                "the slot standing for that annotator, beside copying the observed consensus "
+                "(lower is better).",
+            )
+        )
+    return out
 
 
 def _gauss_window(sigma: float = 1.5, radius: int = 5) -> Tensor:
@@ -108,7 +151,10 @@ def ssim(a: Tensor, b: Tensor) -> Tensor:
     return s.mean(dim=(1, 2, 3)).float()
 
 
-def _scores(pred: Tensor, truth: Tensor) -> dict[str, Tensor]:
+SCORES = ("mse", "bce", "ssim")
+
+
+def scores(pred: Tensor, truth: Tensor) -> dict[str, Tensor]:
     p = pred.clamp(BCE_EPS, 1 - BCE_EPS)
     return {
         "mse": (pred - truth).pow(2).mean(dim=(1, 2, 3)),
@@ -141,22 +187,23 @@ def evaluate(magi: Any, loader: Any, device: torch.device) -> dict[str, Any]:
         if batch.truth is not None:
             truth = batch.truth[rows]
             for name, pred in (("noisy", noisy[rows]), ("generated", generated[rows])):
-                for k, v in _scores(pred, truth).items():
+                for k, v in scores(pred, truth).items():
                     sums[name][k] = sums[name].get(k, 0.0) + float(v.sum())
             t_area = truth.flatten(1).sum(1).clamp_min(1)
             area += (gen_bin[rows].flatten(2).sum(2) / t_area[:, None]).sum(0).cpu()
             n_images += int(rows.sum())
-        if batch.annotator is not None:
+        annotator, hidden = batch.extras.get("annotator"), batch.extras.get("hidden")
+        if annotator is not None:
             ok = batch.mask_valid & rows[:, None]
-            slots, who = assign[ok].cpu(), batch.annotator[ok].cpu()
+            slots, who = assign[ok].cpu(), annotator[ok].cpu()
             counts.index_put_((slots, who), torch.ones_like(slots), accumulate=True)
-        if batch.hidden is not None:
+        if annotator is not None and hidden is not None:
             cached.append(
                 (
                     gen_bin[rows].cpu(),
                     noisy[rows].cpu(),
-                    batch.hidden[rows].cpu(),
-                    batch.annotator[rows].cpu(),
+                    hidden[rows].cpu(),
+                    annotator[rows].cpu(),
                     batch.mask_valid[rows].cpu(),
                 )
             )

@@ -19,13 +19,15 @@ Every sample is a pure function of ``(seed, split, index)``.
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field, field_validator
 
 from esx.data import Sample
-from esx.interfaces import DataInfo, Dataset, Params
+from esx.interfaces import BuildContext, DataInfo, Dataset, Params
 from esx.masks import as_tensor_mask
 from esx_phantom.annotators import AnnotatorSpec, annotate
 from esx_phantom.render import render
@@ -161,8 +163,7 @@ class PhantomSplit(torch.utils.data.Dataset):
             mask_valid=torch.from_numpy(who >= 0),
             index=i,
             truth=as_tensor_mask(sl.lesion[None]),
-            annotator=torch.from_numpy(who).long(),
-            hidden=as_tensor_mask(every),
+            extras={"annotator": torch.from_numpy(who).long(), "hidden": as_tensor_mask(every)},
         )
 
 
@@ -171,8 +172,12 @@ class Phantom(Dataset):
 
     Params = PhantomParams
 
-    def __init__(self, params: PhantomParams, context_seed: int = 0) -> None:
-        super().__init__(params, context_seed)
+    @classmethod
+    def example_params(cls, workdir: Path) -> dict[str, Any]:
+        return {"image_size": 32, "n_train": 4, "n_val": 4, "n_test": 4}
+
+    def __init__(self, params: PhantomParams, context: BuildContext) -> None:
+        super().__init__(params, context)
         self._splits: dict[str, PhantomSplit] = {}
 
     @property

@@ -1,6 +1,7 @@
 """Preparation commands: raw LIDC-IDRI and MSD pancreas files -> esx's folder format.
 
-Run through the CLI (``esx data prepare lidc`` / ``esx data prepare msd-pancreas``);
+Run through the CLI (``esx data prepare lidc`` / ``esx data prepare msd-pancreas``),
+which this plugin adds with the ``register_commands`` hook (:mod:`esx_prepare.commands`);
 the output is read by the ``folder`` dataset. See docs/data_format.md.
 """
 
@@ -15,6 +16,7 @@ from rich.console import Console
 
 from esx.errors import EsxError
 from esx_prepare import common, lidc, msd
+from esx_prepare.commands import register_commands  # noqa: F401  (the plugin's hook)
 
 #: command name -> (options model, case finder, case preparer, source name, what --root is)
 DATASETS: dict[str, tuple[Any, Any, Any, str, str]] = {

@@ -11,6 +11,7 @@ classifier head is re-initialised for the dataset's classes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import timm
 from pydantic import Field
@@ -72,6 +73,10 @@ class TimmBackbone(Backbone):
         except (RuntimeError, TypeError, ValueError) as exc:
             raise EsxError(f"backbone {params.arch!r} could not be built: {exc}") from exc
         self.nhwc = getattr(self.model, "output_fmt", "NCHW") == "NHWC"
+
+    @classmethod
+    def example_params(cls, workdir: Path) -> dict[str, Any]:
+        return {"arch": "test_resnet", "zero_init_last": False}  # timm's 0.4 M-parameter test net
 
     def forward_features(self, image: Tensor) -> Tensor:
         feats = self.model.forward_features(image)

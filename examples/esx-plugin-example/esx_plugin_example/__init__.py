@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from pydantic import Field
 from torch import Tensor
 
 import esx
 from esx.interfaces import Aggregator, AggregatorOutput, Params, PixelLoss
-from esx.types import Batch, Targets
+from esx.types import Batch, Table, Targets
 
 
 class SoftVoteParams(Params):
@@ -25,6 +28,29 @@ class SoftVote(Aggregator):
         share = (batch.masks * valid[..., None, None]).sum(1, keepdim=True) / n
         weights = batch.annotated.to(share.dtype)[:, None]
         return AggregatorOutput(Targets(masks=share**self.params.sharpen, weights=weights))
+
+    @torch.no_grad()
+    def report(self, loader: Any, device: torch.device) -> dict[str, Any]:
+        """How soft the targets are on the test split: the mean target over marked pixels."""
+        total, pixels = 0.0, 0
+        for batch in loader:
+            masks = self(batch.to(device)).targets.masks
+            marked = masks > 0
+            total, pixels = total + float(masks[marked].sum()), pixels + int(marked.sum())
+        return {"mean_marked_target": total / pixels} if pixels else {}
+
+    def tables(self, report: dict[str, Any]) -> list[Table]:
+        if not report:
+            return []
+        return [
+            Table(
+                "Soft vote: target softness (test)",
+                ["sharpen", "mean target on marked pixels"],
+                [[self.params.sharpen, report["mean_marked_target"]]],
+                note="1 means every marked pixel was marked by every annotator; lower means "
+                "the annotators disagree and the targets are soft.",
+            )
+        ]
 
 
 class SquaredError(PixelLoss):

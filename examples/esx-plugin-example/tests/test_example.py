@@ -2,7 +2,7 @@
 
 from esx_plugin_example import SoftVote, SquaredError
 
-from esx.testing import check_aggregator, check_loss
+from esx.testing import check_aggregator, check_loss, context, tiny_batch
 
 
 def test_soft_vote_contract():
@@ -12,3 +12,11 @@ def test_soft_vote_contract():
 
 def test_squared_error_contract():
     check_loss(SquaredError)
+
+
+def test_soft_vote_reports_a_table():
+    agg = SoftVote(SoftVote.Params(), context())
+    report = agg.report([tiny_batch()], "cpu")
+    assert 0 < report["mean_marked_target"] <= 1
+    (table,) = agg.tables(report)
+    assert table.rows == [[1.0, report["mean_marked_target"]]]

@@ -1,4 +1,4 @@
-"""HAICS, RES-G, RES-L, Random, MeanLoss and DeepLift: hand-computed cases and oracles."""
+"""Losses: none, GRADIA, HAICS, RES-G, RES-L: hand-computed cases and oracles."""
 
 from __future__ import annotations
 
@@ -7,15 +7,11 @@ import math
 import pytest
 import torch
 
-from esx.errors import EsxError
 from esx.interfaces import BuildContext, DataInfo
 from esx.types import Targets
-from esx_aggregators import MeanLoss, RandomMask
-from esx_losses import Gradia, Haics, ResG, ResL
+from esx_losses import Gradia, Haics, NoExplanationLoss, ResG, ResL
 from esx_losses.res_g import gaussian_blur3
 from esx_losses.robust_boundary import CANDIDATE_OFFSET, best_threshold, threshold_scores
-
-from conftest import make_batch
 
 CTX = BuildContext(DataInfo("t", True, 1, 2, (4, 4), 3, True))
 MAP = torch.tensor(
@@ -110,37 +106,6 @@ def test_res_l_starts_as_res_g_and_learns():
     assert loss.imputation.weight.grad is not None and loss.imputation.weight.grad.abs().sum() > 0
 
 
-def test_meanloss_weights_and_random_draws():
-    b = make_batch(b=6, u=3, size=8)
-    t = MeanLoss(MeanLoss.Params(), CTX)(b).targets
-    v = b.mask_valid.float()
-    assert torch.allclose(t.weights, v / v.sum(1, keepdim=True).clamp_min(1))
-    agg = RandomMask(RandomMask.Params(), CTX)
-    draws = [agg(b).targets.masks for _ in range(20)]
-    for i in range(6):
-        if not b.annotated[i]:
-            assert all(d[i].sum() == 0 for d in draws)
-            continue
-        valid_masks = [b.masks[i, u] for u in range(3) if b.mask_valid[i, u]]
-        for d in draws:  # each draw is one of the image's valid masks
-            assert any(torch.equal(d[i, 0], m) for m in valid_masks)
-    # seeded: a new aggregator with the same seed draws the same sequence
-    again = RandomMask(RandomMask.Params(), CTX)
-    assert all(torch.equal(again(b).targets.masks, d) for d in draws)
-
-
-def test_deeplift_is_refused_for_training(registry, tiny_recipe, tmp_path):
-    from esx.recipe import validate_recipe
-    from esx.trainer import Trainer
-
-    tiny_recipe["explainer"] = {"name": "deeplift"}
-    with pytest.raises(EsxError, match="not differentiable"):
-        Trainer(validate_recipe(tiny_recipe, registry), registry, tmp_path)
-    tiny_recipe["explainer"] = {"name": "gradcam"}
-    tiny_recipe["eval"]["explainer"] = {"name": "deeplift"}
-    Trainer(validate_recipe(tiny_recipe, registry), registry, tmp_path)  # fine for evaluation
-
-
 def test_gradia_hand_computed_4x4():
     # |MAP - MASK| row sums: 0.75, 0.75, 2.0, 0.5 -> 4.0 over 16 pixels
     got = Gradia(Gradia.Params(), CTX)(MAP, Targets(MASK, torch.ones(1, 1))).item()
@@ -182,3 +147,25 @@ def test_res_l_hand_computed_4x4():
     )
     got = ResL(ResL.Params(eta=0.1), CTX)(MAP, Targets(MASK, torch.ones(1, 1))).item()
     assert got == pytest.approx(l_d + l_b, rel=1e-5)
+
+
+def test_gradia_hand_computed():
+    maps = torch.tensor([[[0.0, 0.5], [1.0, 0.25]]])
+    target = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]])
+    # |0-0| + |0.5-1| + |1-1| + |0.25-0| = 0.75 over 4 pixels
+    loss = Gradia(Gradia.Params(), CTX)(maps, Targets(target, torch.ones(1, 1)))
+    assert loss.item() == pytest.approx(0.1875)
+    # two targets weighted 0.25 / 0.75; the second is all ones: mean |m-1| = 0.5625
+    two = torch.cat([target, torch.ones_like(target)], dim=1)
+    loss2 = Gradia(Gradia.Params(), CTX)(maps, Targets(two, torch.tensor([[0.25, 0.75]])))
+    assert loss2.item() == pytest.approx(0.25 * 0.1875 + 0.75 * 0.5625)
+    # unannotated pixels are ignored
+    ann = torch.tensor([[[[True, True], [False, False]]]])
+    loss3 = Gradia(Gradia.Params(), CTX)(maps, Targets(target, torch.ones(1, 1), ann))
+    assert loss3.item() == pytest.approx(0.25)
+
+
+def test_none_loss_is_zero():
+    loss = NoExplanationLoss(NoExplanationLoss.Params(), CTX)
+    assert not loss.uses_explanation
+    assert loss(torch.rand(2, 4, 4), Targets(torch.rand(2, 1, 4, 4), torch.ones(2, 1))) == 0

@@ -16,8 +16,7 @@ from captum.attr import DeepLift as _CaptumDeepLift
 from pydantic import Field
 from torch import Tensor, nn
 
-from esx.interfaces import Backbone, BuildContext, Explainer, Params
-from esx_gradcam.gradcam import normalise
+from esx.interfaces import Backbone, BuildContext, Explainer, Params, normalise_maps
 
 
 class DeepLiftParams(Params):
@@ -56,4 +55,4 @@ class DeepLift(Explainer):
         with torch.enable_grad():
             x = image.detach().requires_grad_(True)
             attr = _CaptumDeepLift(model).attribute(x, target=classes)
-        return normalise(attr.detach().abs().sum(dim=1), self.params.eps)
+        return normalise_maps(attr.detach().abs().sum(dim=1), self.params.eps)

@@ -1,4 +1,5 @@
-"""The identity-free aggregators: per-image EM and SimpleITK's STAPLE."""
+"""Aggregators: consensus, oracle, random, meanloss, and the identity-free EM and STAPLE
+(MAGI, the largest, has tests/plugins/test_magi.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from esx.errors import DataError
 from esx.interfaces import BuildContext, DataInfo
-from esx_aggregators import Em, Staple
-
-from conftest import make_batch
+from esx.testing import tiny_batch
+from esx_aggregators import Consensus, Em, MeanLoss, Oracle, RandomMask, Staple
 
 CTX = BuildContext(DataInfo("t", True, 1, 2, (8, 8), 4, True))
 
@@ -43,7 +44,7 @@ def test_em_matches_a_direct_implementation_and_outvotes_the_outlier():
 
 
 def test_em_rows_without_masks_are_unsupervised():
-    b = make_batch(b=4, u=4, size=8)
+    b = tiny_batch(b=4, annotators=4, size=8)
     out = Em(Em.Params(hard=True), CTX)(b).targets
     assert (out.weights[:, 0] == b.annotated.float()).all()
     assert (out.masks[~b.annotated] == 0).all()
@@ -52,7 +53,7 @@ def test_em_rows_without_masks_are_unsupervised():
 
 def test_staple_equals_simpleitk_and_guards_empty_images():
     sitk = pytest.importorskip("SimpleITK")
-    b = make_batch(b=4, u=4, size=16)
+    b = tiny_batch(b=4, annotators=4, size=16)
     b.masks[1] = 0  # a positive whose masks are all empty
     out = Staple(Staple.Params(), CTX)(b).targets.masks
     for i in range(4):
@@ -67,3 +68,37 @@ def test_staple_equals_simpleitk_and_guards_empty_images():
             [sitk.GetImageFromArray(m.numpy().astype(np.uint8)) for m in b.masks[i][valid]]
         )
         assert np.allclose(out[i, 0].numpy(), sitk.GetArrayFromImage(ref), atol=1e-6)
+
+
+def test_consensus_weights_only_annotated():
+    b = tiny_batch()
+    out = Consensus(Consensus.Params(), CTX)(b)
+    assert out.targets.masks.shape == (4, 1, 32, 32)
+    assert out.targets.weights[:, 0].tolist() == b.annotated.float().tolist()
+
+
+def test_oracle_needs_truth():
+    with pytest.raises(DataError, match="true explanation masks"):
+        Oracle(Oracle.Params(), BuildContext(DataInfo("real", False, 1, 2, (4, 4), 3, False)))
+    b = tiny_batch()
+    t = Oracle(Oracle.Params(), CTX)(b).targets
+    assert torch.equal(t.masks, b.truth)
+
+
+def test_meanloss_weights_and_random_draws():
+    b = tiny_batch(b=6, annotators=3, size=8)
+    t = MeanLoss(MeanLoss.Params(), CTX)(b).targets
+    v = b.mask_valid.float()
+    assert torch.allclose(t.weights, v / v.sum(1, keepdim=True).clamp_min(1))
+    agg = RandomMask(RandomMask.Params(), CTX)
+    draws = [agg(b).targets.masks for _ in range(20)]
+    for i in range(6):
+        if not b.annotated[i]:
+            assert all(d[i].sum() == 0 for d in draws)
+            continue
+        valid_masks = [b.masks[i, u] for u in range(3) if b.mask_valid[i, u]]
+        for d in draws:  # each draw is one of the image's valid masks
+            assert any(torch.equal(d[i, 0], m) for m in valid_masks)
+    # seeded: a new aggregator with the same seed draws the same sequence
+    again = RandomMask(RandomMask.Params(), CTX)
+    assert all(torch.equal(again(b).targets.masks, d) for d in draws)

@@ -7,9 +7,10 @@ import torch
 from captum.attr import LayerGradCam
 
 from esx.interfaces import BuildContext, DataInfo
+from esx.interfaces import normalise_maps as normalise
 from esx.types import Targets
-from esx_gradcam.captum_gradcam import CaptumGradCam, CaptumParams, _Split
-from esx_gradcam.gradcam import GradCam, GradCamParams, gradcam, normalise
+from esx_captum.layer_gradcam import CaptumGradCam, CaptumParams, _Split
+from esx_gradcam.gradcam import GradCam, GradCamParams, gradcam
 from esx_losses.gradia import Gradia
 from esx_timm import TimmBackbone, TimmParams
 

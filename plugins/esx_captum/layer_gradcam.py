@@ -11,8 +11,7 @@ from captum.attr import LayerGradCam
 from pydantic import Field
 from torch import Tensor, nn
 
-from esx.interfaces import Backbone, BuildContext, Explainer, Params
-from esx_gradcam.gradcam import normalise
+from esx.interfaces import Backbone, BuildContext, Explainer, Params, normalise_maps
 
 
 class CaptumParams(Params):
@@ -56,4 +55,4 @@ class CaptumGradCam(Explainer):
             attr = LayerGradCam(split, split.features).attribute(
                 image, target=classes, relu_attributions=self.params.relu
             )
-        return normalise(attr[:, 0].detach(), self.params.eps)
+        return normalise_maps(attr[:, 0].detach(), self.params.eps)

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from esx.data import collate, validate_sample
+from esx.interfaces import BuildContext
 from esx_phantom.dataset import Phantom, PhantomParams
 
 
 def make(**kw) -> Phantom:
     base = dict(image_size=96, n_train=24, n_val=8, n_test=8)
     base.update(kw)
-    return Phantom(PhantomParams(**base))
+    return Phantom(PhantomParams(**base), BuildContext())
 
 
 def test_deterministic_for_a_seed():
@@ -21,7 +22,7 @@ def test_deterministic_for_a_seed():
     for i in (0, 5, 17):
         sa, sb = a[i], b[i]
         assert torch.equal(sa.image, sb.image) and torch.equal(sa.masks, sb.masks)
-        assert torch.equal(sa.annotator, sb.annotator)
+        assert torch.equal(sa.extras["annotator"], sb.extras["annotator"])
     c = make(seed=1).split("train")
     assert not torch.equal(a[0].image, c[0].image)
 
@@ -35,8 +36,8 @@ def test_samples_valid_and_balanced():
         validate_sample(s, f"train[{i}]")
         if s.label == 1:
             assert s.mask_valid.any() and s.truth.any()
-            assert set(s.annotator[s.mask_valid].tolist()) <= {0, 1, 2, 3}
-            assert (s.annotator[~s.mask_valid] == -1).all()
+            assert set(s.extras["annotator"][s.mask_valid].tolist()) <= {0, 1, 2, 3}
+            assert (s.extras["annotator"][~s.mask_valid] == -1).all()
             assert (s.masks[~s.mask_valid] == 0).all()
         else:
             assert not s.mask_valid.any() and not s.truth.any()
@@ -51,7 +52,7 @@ def test_slots_are_shuffled_and_some_missing():
     for i in range(len(ds)):
         s = ds[i]
         if s.label == 1:
-            first_slot_owner.add(int(s.annotator[0]))
+            first_slot_owner.add(int(s.extras["annotator"][0]))
             missing += int((~s.mask_valid).sum())
     assert len(first_slot_owner) >= 3  # slot 0 is not always the same annotator
     assert missing > 0
@@ -65,7 +66,7 @@ def _area_ratio(kind: str) -> float:
         n_test=2,
         annotators=[{"kind": kind, "p_annotate": 1.0}],
     )
-    ds = Phantom(p).split("train")
+    ds = Phantom(p, BuildContext()).split("train")
     ratios = [
         ds[i].masks[0].sum().item() / ds[i].truth.sum().item()
         for i in range(len(ds))
@@ -90,7 +91,7 @@ def test_wrong_object_marks_something_else():
         lookalike_prob=1.0,
         annotators=[{"kind": "wrong_object", "p_annotate": 1.0, "strength": 2.0}],
     )
-    ds = Phantom(p).split("train")
+    ds = Phantom(p, BuildContext()).split("train")
     overlaps = [
         (ds[i].masks[0] * ds[i].truth[0]).sum().item() for i in range(len(ds)) if ds[i].label == 1
     ]
@@ -107,7 +108,7 @@ def marker_seen(image: torch.Tensor) -> bool:
 @pytest.mark.parametrize("split, expect_corr", [("train", True), ("test", False)])
 def test_cue_correlates_only_in_training(split, expect_corr):
     p = PhantomParams(image_size=64, n_train=200, n_val=2, n_test=200)
-    ds = Phantom(p).split(split)
+    ds = Phantom(p, BuildContext()).split(split)
     corner = [marker_seen(ds[i].image) for i in range(len(ds))]
     labels = np.array([ds[i].label for i in range(len(ds))])
     corner = np.array(corner)
@@ -116,7 +117,9 @@ def test_cue_correlates_only_in_training(split, expect_corr):
 
 
 def test_cue_present_matches_the_rendered_image():
-    ds = Phantom(PhantomParams(image_size=64, n_train=2, n_val=2, n_test=60)).split("test")
+    ds = Phantom(PhantomParams(image_size=64, n_train=2, n_val=2, n_test=60), BuildContext()).split(
+        "test"
+    )
     flags = [ds.cue_present(i) for i in range(len(ds))]
     assert flags == [marker_seen(ds[i].image) for i in range(len(ds))]
     assert 10 < sum(flags) < 50  # both kinds occur

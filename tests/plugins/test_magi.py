@@ -11,11 +11,12 @@ from scipy.optimize import linear_sum_assignment
 from skimage.metrics import structural_similarity
 
 from esx.interfaces import BuildContext, DataInfo
+from esx.testing import tiny_batch
 from esx_magi import Magi
 from esx_magi.alignment import align
 from esx_magi.report import ssim
 
-from conftest import ROOT, make_batch
+from conftest import ROOT
 
 
 @pytest.mark.parametrize("u", range(1, 9))
@@ -46,7 +47,7 @@ def _magi(u: int = 3, **kw) -> Magi:
 
 def test_generation_loss_trains_generator_not_targets():
     m = _magi().train()
-    b = make_batch(b=4, u=3, size=32)
+    b = tiny_batch(b=4, annotators=3, size=32)
     out = m(b)
     assert out.targets.masks.shape == (4, 1, 32, 32)
     assert out.targets.weights[:, 0].tolist() == b.annotated.float().tolist()
@@ -58,7 +59,7 @@ def test_generation_loss_trains_generator_not_targets():
 
 def test_weighted_targets_follow_learned_weights():
     m = _magi(targets="weighted").train()
-    b = make_batch(b=4, u=3, size=32)
+    b = tiny_batch(b=4, annotators=3, size=32)
     t = m(b).targets
     assert t.masks.shape == (4, 3, 32, 32)
     rows = b.annotated
@@ -70,7 +71,7 @@ def test_weighted_targets_follow_learned_weights():
 
 def test_untrained_generator_reproduces_the_vote():
     m = _magi().eval()
-    b = make_batch(b=4, u=3, size=16)
+    b = tiny_batch(b=4, annotators=3, size=16)
     from esx.masks import vote
 
     probs, _, _ = m.generate(b)
@@ -81,7 +82,7 @@ def test_untrained_generator_reproduces_the_vote():
 
 def test_warmup_supervises_nothing():
     m = _magi(warmup_steps=2).train()
-    b = make_batch(b=4, u=3, size=32)
+    b = tiny_batch(b=4, annotators=3, size=32)
     assert m(b).targets.weights.sum() == 0
     assert m(b).targets.weights.sum() == 0
     assert m(b).targets.weights.sum() > 0
@@ -122,7 +123,7 @@ def test_generator_has_its_own_learning_rate(registry, tiny_recipe, tmp_path):
     from esx.trainer import Trainer
 
     tiny_recipe["aggregator"] = {"name": "magi", "params": {"lr": 0.005, "gen_size": 16}}
-    t = Trainer(validate_recipe(tiny_recipe, registry), registry, tmp_path)
+    t = Trainer(validate_recipe(tiny_recipe, registry), tmp_path)
     lrs = {id(p): g["lr"] for g in t.opt.param_groups for p in g["params"]}
     magi = t.c.aggregator
     assert lrs[id(magi.generator.annotator)] == 0.005
@@ -166,3 +167,9 @@ def test_crop_round_trip_and_identity_without_masks():
     assert torch.equal(
         theta[neg], torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(int(neg.sum()), 2, 3)
     )
+
+
+def test_magi_with_crops_keeps_the_contract():
+    from esx import testing
+
+    testing.check_aggregator(Magi, {"gen_size": 16, "width": 4, "crop": True})

@@ -11,17 +11,18 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from esx.cli import app
+from esx.cli import build_app
 from esx_prepare import lidc
-from esx_prepare.fixtures import write_lidc, write_lidc_case, write_msd
+
+from fixtures.raw_data import write_lidc, write_lidc_case, write_msd
 
 skimage_draw = pytest.importorskip("skimage.draw")
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def _invoke(*args: str):
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    return CliRunner().invoke(build_app(), list(args), env={"COLUMNS": "200"})
 
 
 def _rows(out: Path) -> list[dict[str, str]]:

@@ -1,0 +1,157 @@
+"""Evaluation of a trained run: predictions, metrics, ``metrics.json``, components' results.
+
+The test metrics always come from the checkpoint chosen on validation. Only
+the main process writes; under torchrun every process predicts its shard and
+the predictions are gathered in the split's order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from esx import __version__, outputs
+from esx import distributed as dist
+from esx.build import Components
+from esx.data import collate
+from esx.metrics import classification, map_overlap
+from esx.runtime import Runtime
+from esx.types import Table
+
+
+@torch.no_grad()
+def predict(
+    c: Components, rt: Runtime, dl: Any, progress: Any, label: str, threshold: float | None = None
+) -> dict[str, Any]:
+    """Probabilities and predictions of a split; with ``threshold``, the overlap of the
+    evaluation explainer's maps with the true masks of the positives."""
+    c.backbone.eval()
+    probs, labels, preds, idx, losses, overlap = [], [], [], [], [], []
+    task = progress.add_task(label, total=len(dl)) if progress else None
+    for batch in dl:
+        batch = batch.to(rt.device, non_blocking=True)
+        with rt.autocast():
+            logits = c.backbone(rt.layout(batch.image)).float()
+        losses.append(F.cross_entropy(logits, batch.label, reduction="sum").item())
+        p = logits.softmax(1)[:, 1] if logits.shape[1] > 1 else logits[:, 0].sigmoid()
+        pred = logits.argmax(1)
+        probs.append(p.cpu()), labels.append(batch.label.cpu())
+        preds.append(pred.cpu()), idx.append(batch.index.cpu())
+        if threshold is not None and batch.truth is not None:
+            rows = (batch.label > 0) & (batch.truth.flatten(1).amax(1) > 0)
+            if rows.any():
+                m = c.eval_explainer.explain(c.backbone, batch.image[rows], pred[rows])
+                overlap.append(map_overlap(m.detach(), batch.truth[rows, 0], threshold).cpu())
+        if progress:
+            progress.advance(task)
+    if progress:
+        progress.remove_task(task)
+    parts = dist.gather((probs, labels, preds, idx, losses, overlap), rt.world)
+    probs, labels, preds, idx, losses, overlap = (
+        [x for part in parts for x in part[i]] for i in range(6)
+    )
+    order = torch.cat(idx).argsort()  # the split's order, whatever the sharding
+    out = {
+        "prob": torch.cat(probs)[order].numpy(),
+        "label": torch.cat(labels)[order].numpy(),
+        "pred": torch.cat(preds)[order].numpy(),
+        "index": torch.cat(idx)[order].numpy(),
+    }
+    out["metrics"] = classification(out["label"], out["prob"], out["pred"])
+    out["metrics"]["loss"] = sum(losses) / max(1, len(out["label"]))
+    if overlap:
+        ov = torch.cat(overlap)
+        out["explanation"] = {
+            "iou": float(ov[:, 0].mean()),
+            "precision": float(ov[:, 1].mean()),
+            "recall": float(ov[:, 2].mean()),
+            "threshold": threshold,
+            "images": int(ov.shape[0]),
+            "class": "predicted",
+            "explainer": c.eval_explainer.component_name,
+        }
+    return out
+
+
+def component_results(
+    c: Components, loader: Any, device: torch.device
+) -> tuple[dict[str, Any], list[Table]]:
+    """Every component's ``report`` on the test split (non-empty ones, by family) and the
+    tables each makes of its own report."""
+    reports: dict[str, Any] = {}
+    tables: list[Table] = []
+    for family, comp in c.each():
+        rep = comp.report(loader, device)
+        if rep:
+            reports[family] = rep
+        tables += comp.tables(rep)
+    return reports, tables
+
+
+def write_results(
+    out: Path,
+    c: Components,
+    rt: Runtime,
+    test: dict[str, Any],
+    best: dict[str, Any],
+    run: dict[str, Any],
+    reports: dict[str, Any],
+    tables: list[Table],
+) -> dict[str, Any]:
+    """``predictions.csv`` and ``metrics.json``; returns the metrics."""
+    cols = zip(test["index"], test["label"], test["prob"], test["pred"], strict=True)
+    rows = [[int(i), int(lab), f"{p:.6f}", int(pr)] for i, lab, p, pr in cols]
+    outputs.write_csv(out / "predictions.csv", ["id", "label", "prob_positive", "pred"], rows)
+    info = c.dataset.info
+    metrics = {
+        "test": {k: v for k, v in test["metrics"].items() if k != "loss"},
+        "explanation": test.get("explanation", {}),
+        "validation": best,
+        "data": {
+            "name": info.name,
+            "synthetic": info.synthetic,
+            "splits": info.splits,
+            "num_annotators": info.num_annotators,
+            **info.details,
+            **({"fallback_from": c.fallback} if c.fallback else {}),
+        },
+        "run": {
+            **run,
+            "device": str(rt.device),
+            "processes": rt.world.size,
+            "precision": rt.precision,
+            "esx_version": __version__,
+            "torch_version": torch.__version__,
+            "components": {f: comp.component_name for f, comp in c.each()},
+        },
+        **reports,
+    }
+    if tables:
+        metrics["tables"] = [t.to_dict() for t in tables]
+    outputs.write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def figures(out: Path, c: Components, device: torch.device, n: int) -> None:
+    """``overlays.png`` of ``n`` test images (positives first) and every component's figures."""
+    if n <= 0:
+        return
+    from esx.figures import overlays
+
+    ds = c.dataset.split("test")
+    pos = [i for i in range(len(ds)) if ds[i].label > 0][: (n + 1) // 2]
+    neg = [i for i in range(len(ds)) if ds[i].label == 0][: n // 2]
+    samples = [ds[i] for i in pos + neg]
+    if not samples:
+        return
+    batch = collate(samples).to(device)
+    c.backbone.eval()
+    with torch.no_grad():
+        pred = c.backbone(batch.image).argmax(1)
+    maps = c.eval_explainer.explain(c.backbone, batch.image, pred).detach()
+    overlays(out / "overlays.png", batch, maps.cpu(), pred.cpu())
+    for _, comp in c.each():
+        comp.figures(out, batch)

@@ -1,0 +1,94 @@
+"""Where and how a run computes: device, mixed precision, memory layout, processes.
+
+:meth:`Runtime.setup` is called once per process (by the CLI, or by the
+trainer when it is used as a library) and everything downstream reads the
+result instead of deciding again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from esx import distributed as dist
+from esx.errors import EsxError
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def choose_device(wanted: str, world: dist.World | None = None) -> torch.device:
+    """``auto`` (CUDA when visible), ``cpu`` or ``cuda``; one GPU per process under torchrun."""
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise EsxError("recipe asks for device 'cuda' but no CUDA GPU is visible; use auto or cpu")
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cuda" and world is not None and world.distributed:
+        return torch.device("cuda", world.local_rank)
+    return torch.device(wanted)
+
+
+def choose_precision(wanted: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a run (``None``: full fp32)."""
+    if wanted == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[wanted]
+
+
+#: score scale of a differentiable explainer under fp16 (a power of two: unscaling is exact)
+FP16_EXPLAIN_SCALE = 2.0**8
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The decisions of :meth:`setup`, shared by training, evaluation and checkpoints."""
+
+    world: dist.World
+    device: torch.device
+    dtype: torch.dtype | None
+    channels_last: bool
+
+    @classmethod
+    def setup(
+        cls, device: str = "auto", precision: str = "auto", channels_last: bool | None = None
+    ) -> Runtime:
+        """Choose the device and precision and join the process group (torchrun) once."""
+        world = dist.from_env()
+        dev = choose_device(device, world)
+        dist.setup(world, dev.type)
+        last = dev.type == "cuda" if channels_last is None else channels_last
+        return cls(world, dev, choose_precision(precision, dev), last)
+
+    @property
+    def precision(self) -> str:
+        return str(self.dtype or "fp32")
+
+    def autocast(self) -> Any:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def scaler(self) -> torch.amp.GradScaler | None:
+        """A loss scaler under fp16 (bf16 has fp32's range and needs none)."""
+        return torch.amp.GradScaler(self.device.type) if self.dtype == torch.float16 else None
+
+    def layout(self, image: Tensor) -> Tensor:
+        return image.contiguous(memory_format=torch.channels_last) if self.channels_last else image
+
+    def shard(self, split: Any) -> Any:
+        """This process's share of an evaluation split (every ``size``-th image)."""
+        if not self.world.distributed:
+            return split
+        w = self.world
+        return torch.utils.data.Subset(split, range(w.rank, len(split), w.size))
