@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,17 @@ from torch import Tensor
 
 from esx.errors import DataError
 from esx.types import Batch
+
+#: A sample id that can name files: letters, digits, '-', '_', '.', not starting with '.'
+#: (so never '..', a path separator, a wildcard or an absolute path).
+SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+SAFE_ID_RULE = "an id may hold only letters, digits, '-', '_' and '.', and may not start with '.'"
+
+
+def safe_id(name: str) -> str:
+    """``name`` made into a :data:`SAFE_ID` (other characters become ``_``)."""
+    out = "".join(ch if ch.isalnum() and ch.isascii() or ch in "-_." else "_" for ch in name)
+    return "_" + out if not out or out[0] == "." else out
 
 
 @dataclass

@@ -11,6 +11,12 @@ ROOT/
 Masks are binary: PNG values {0, 255} or {0, 1}, arrays {0, 1}. Every file is
 checked when the dataset is built, so a bad file stops the run before the
 first step with an error naming the file, what is wrong and the fix.
+
+An id is a name, never a path: letters, digits, ``-``, ``_`` and ``.``, not
+starting with ``.`` (so no ``..``, separator, wildcard or absolute path).
+Mask files are matched exactly (``<id>_<k>.png|.npy``), never by pattern, and
+every file read must resolve inside the dataset folder, symbolic links
+included.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from esx.data import Sample, validate_sample
+from esx.data import SAFE_ID, SAFE_ID_RULE, Sample, validate_sample
 from esx.errors import DataError, DataMissingError
 from esx.interfaces import BuildContext, DataInfo, Dataset, Params
 
@@ -70,6 +76,18 @@ def _find(folder: Path, stem: str) -> Path | None:
         if p.is_file():
             return p
     return None
+
+
+def _mask_files(folder: Path) -> dict[str, dict[int, Path]]:
+    """``masks/<id>_<k>.png|.npy`` by id and slot, from one listing of the folder."""
+    found: dict[str, dict[int, Path]] = {}
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.iterdir()):
+        stem, _, slot = path.stem.rpartition("_")
+        if path.suffix in SUFFIXES and stem and slot.isdigit():
+            found.setdefault(stem, {}).setdefault(int(slot), path)
+    return found
 
 
 def _binary(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -136,6 +154,16 @@ class FolderDataset(Dataset):
             )
         self._splits = self._load()
 
+    def _inside(self, path: Path) -> Path:
+        """``path``, checked to resolve inside the dataset folder (links followed)."""
+        real, root = path.resolve(), self.root.resolve()
+        if not real.is_relative_to(root):
+            raise DataError(
+                f"{path} resolves to {real}, outside the dataset folder {root}; a dataset "
+                "reads only files inside its own folder: copy the file in instead of linking it"
+            )
+        return path
+
     def _rows(self) -> list[dict[str, str]]:
         path = self.root / "samples.csv"
         with path.open(newline="", encoding="utf-8") as f:
@@ -144,6 +172,26 @@ class FolderDataset(Dataset):
         if missing:
             raise DataError(
                 f"{path}: missing column(s) {sorted(missing)}; the header must be id,label,split"
+            )
+        problems, seen = [], {}
+        for n, row in enumerate(rows, 2):
+            sid = row["id"] or ""
+            if not SAFE_ID.fullmatch(sid):
+                problems.append(f"{path}:{n}: id {sid!r} refused: {SAFE_ID_RULE}")
+            elif sid in seen:
+                problems.append(
+                    f"{path}:{n}: id {sid!r} already on line {seen[sid]}; ids are unique"
+                )
+            seen.setdefault(sid, n)
+        if problems:
+            raise DataError(
+                "\n".join(
+                    [
+                        f"{len(problems)} refused id(s); rename them in "
+                        "samples.csv and their files:",
+                        *problems,
+                    ]
+                )
             )
         for n, row in enumerate(rows, 2):
             if row["split"] not in self.SPLITS:
@@ -156,6 +204,7 @@ class FolderDataset(Dataset):
         p = self.params
         splits: dict[str, list[Sample]] = {s: [] for s in self.SPLITS}
         shape = None
+        mask_files = _mask_files(self.root / "masks")
         for row in self._rows():
             sid = row["id"]
             img_path = _find(self.root / "images", sid)
@@ -164,7 +213,7 @@ class FolderDataset(Dataset):
                     f"{self.root / 'images'}: no image for id {sid!r} "
                     f"(expected {sid}.png or {sid}.npy)"
                 )
-            image = read_array(img_path)
+            image = read_array(self._inside(img_path))
             if img_path.suffix == ".png":
                 image = image / 255.0
             shape = shape or image.shape
@@ -175,18 +224,14 @@ class FolderDataset(Dataset):
                 )
             masks = np.zeros((p.num_annotators, *image.shape[-2:]), np.float32)
             valid = np.zeros(p.num_annotators, bool)
-            for mpath in sorted((self.root / "masks").glob(f"{sid}_*")):
-                slot_text = mpath.stem[len(sid) + 1 :]
-                if not slot_text.isdigit():
-                    continue
-                slot = int(slot_text)
+            for slot, mpath in mask_files.get(sid, {}).items():
                 if slot >= p.num_annotators:
                     raise DataError(
                         f"{mpath}: annotation slot {slot} but the recipe allows "
                         f"{p.num_annotators} annotators; raise "
                         "data.params.num_annotators"
                     )
-                m = _binary(read_array(mpath), mpath)
+                m = _binary(read_array(self._inside(mpath)), mpath)
                 if m.shape[-2:] != image.shape[-2:]:
                     raise DataError(
                         f"{mpath}: mask is {m.shape[-2]}x{m.shape[-1]} but its "
@@ -203,9 +248,9 @@ class FolderDataset(Dataset):
             truth_path = _find(self.root / "truth", sid)
             truth = None
             if truth_path is not None:
-                truth = torch.from_numpy(_binary(read_array(truth_path), truth_path)).to(
-                    torch.uint8
-                )
+                truth = torch.from_numpy(
+                    _binary(read_array(self._inside(truth_path)), truth_path)
+                ).to(torch.uint8)
             sample = Sample(
                 image=(torch.from_numpy(image) - p.mean) / p.std,
                 label=label,

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from esx import outputs
+from esx.data import SAFE_ID, safe_id
 from esx.errors import DataError, EsxError
 
 SPLITS = ("train", "val", "test")
@@ -127,6 +128,8 @@ class Writer:
         """Write a case's images and masks, then its listing (the marker of a finished case)."""
         rows = []
         for it in items:
+            if not SAFE_ID.fullmatch(it.id):  # the folder dataset refuses any other id
+                raise ValueError(f"case {case}: item id {it.id!r} is not a safe id")
             outputs.write_bytes(self.out / "images" / f"{it.id}.png", _png(it.image))
             for k, m in enumerate(it.masks):
                 if m is not None:
@@ -287,4 +290,4 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    return safe_id(name)

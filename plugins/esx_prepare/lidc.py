@@ -43,6 +43,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
+from esx.data import safe_id
 from esx.masks import boundary_noise
 from esx_prepare.common import CaseError, Item, crop, window
 
@@ -321,7 +322,7 @@ def prepare_case(case: str, folder: Path, opts: LidcOptions) -> tuple[str, list[
     nodules = group_nodules(readers)
     seed = int.from_bytes(hashlib.sha256(f"{opts.seed}:{case}".encode()).digest()[:8], "little")
     rng = np.random.default_rng(seed)
-    base = "".join(ch if ch.isalnum() else "_" for ch in case)[-60:].strip("_")
+    base = safe_id("".join(ch if ch.isalnum() else "_" for ch in case)[-60:].strip("_"))
     items = []
     for n, nodule in enumerate(nodules):
         who = sorted(nodule)[: opts.max_readers]

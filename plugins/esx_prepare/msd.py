@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy import ndimage
 
+from esx.data import safe_id
 from esx_phantom.annotators import AnnotatorSpec, annotate
 from esx_phantom.render import Slice
 from esx_prepare.common import CaseError, Item, crop, window
@@ -151,7 +152,7 @@ def prepare_case(case: str, image_path: Path, opts: PancreasOptions) -> tuple[st
             annotate(spec, sl, rng).astype(bool) if d else None
             for spec, d in zip(opts.annotators, drawn, strict=True)
         ]
-        items.append(Item(f"{case}_pos", 1, image, masks, truth))
+        items.append(Item(f"{safe_id(case)}_pos", 1, image, masks, truth))
     organ_z = np.nonzero(pancreas.any(axis=(0, 1)))[0]
     free = [
         z
@@ -163,6 +164,12 @@ def prepare_case(case: str, image_path: Path, opts: PancreasOptions) -> tuple[st
         center = ndimage.center_of_mass(p2d)
         image = window(crop(vol[:, :, int(z)].T, center, opts.crop, -1000.0), *ABDOMEN_WINDOW)
         items.append(
-            Item(f"{case}_neg{j}", 0, image, [None] * u, np.zeros((opts.crop, opts.crop), bool))
+            Item(
+                f"{safe_id(case)}_neg{j}",
+                0,
+                image,
+                [None] * u,
+                np.zeros((opts.crop, opts.crop), bool),
+            )
         )
     return case, items

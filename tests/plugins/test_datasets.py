@@ -125,3 +125,78 @@ def test_cue_present_matches_the_rendered_image():
     assert 10 < sum(flags) < 50  # both kinds occur
     with pytest.raises(IndexError):
         ds.cue_present(60)
+
+
+# ------------------------------------------------------------ folder: ids are names
+def _folder(tmp_path, extra_rows: list[str]):
+    """A valid folder dataset (make_folder) with ``extra_rows`` appended to samples.csv."""
+    from conftest import make_folder
+
+    root = make_folder(tmp_path / "data")
+    with (root / "samples.csv").open("a") as f:
+        f.writelines(row + "\n" for row in extra_rows)
+    return root
+
+
+def _build_folder(root):
+    from esx_folder.dataset import FolderDataset, FolderParams
+
+    return FolderDataset(FolderParams(root=str(root), num_annotators=2), BuildContext())
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    ["../../outside/secret", "/etc/passwd", "sub/dir", "sub\\dir", "a*", "a?", ".hidden", ".."],
+)
+def test_folder_refuses_ids_that_are_not_names(tmp_path, bad_id):
+    from esx.errors import DataError
+
+    root = _folder(tmp_path, [f"{bad_id},1,train"])
+    line = len((root / "samples.csv").read_text().splitlines())
+    with pytest.raises(DataError) as exc:
+        _build_folder(root)
+    msg = str(exc.value)
+    assert f"samples.csv:{line}: id {bad_id!r} refused" in msg and "letters, digits" in msg
+
+
+def test_folder_reports_every_refused_id_at_once(tmp_path):
+    from esx.errors import DataError
+
+    root = _folder(tmp_path, ["a*,1,train", "ok_one,0,train", "../x,0,test", "train0,1,val"])
+    with pytest.raises(DataError) as exc:
+        _build_folder(root)
+    msg = str(exc.value)
+    assert msg.startswith("3 refused id(s)")
+    assert ":14: id 'a*'" in msg and ":16: id '../x'" in msg and "already on line 2" in msg
+
+
+def test_folder_refuses_a_link_out_of_the_root(tmp_path):
+    from esx.errors import DataError
+
+    root = _folder(tmp_path, [])
+    outside = tmp_path / "outside.png"
+    outside.write_bytes((root / "images" / "train1.png").read_bytes())
+    (root / "images" / "train1.png").unlink()
+    (root / "images" / "train1.png").symlink_to(outside)
+    with pytest.raises(DataError, match=r"train1.png resolves to .*outside.png, outside the"):
+        _build_folder(root)
+
+
+def test_folder_prefix_ids_get_only_their_own_masks(tmp_path):
+    from PIL import Image
+
+    root = _folder(tmp_path, ["a,1,train", "a_1,1,train"])
+    image = np.zeros((32, 32), np.uint8)
+    for sid in ("a", "a_1"):
+        Image.fromarray(image).save(root / "images" / f"{sid}.png")
+        Image.fromarray(image).save(root / "truth" / f"{sid}.png")
+    left, right = np.zeros((32, 32), np.uint8), np.zeros((32, 32), np.uint8)
+    left[:, :8], right[:, 24:] = 255, 255
+    Image.fromarray(left).save(root / "masks" / "a_0.png")  # a's slot 0
+    Image.fromarray(right).save(root / "masks" / "a_1_0.png")  # a_1's slot 0, not a's
+    train = _build_folder(root).split("train")
+    by_id = {s.index: s for s in train}
+    a, a1 = by_id[len(train) - 2], by_id[len(train) - 1]
+    assert a.mask_valid.tolist() == [True, False] and a.masks[0, :, :8].all()
+    assert a1.mask_valid.tolist() == [True, False] and a1.masks[0, :, 24:].all()
+    assert not a.masks[0, :, 24:].any()

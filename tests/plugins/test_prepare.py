@@ -348,3 +348,29 @@ def test_new_sizes_resplit_without_repreparing(tmp_path):
     res = _invoke(*args, "--sizes", "2,2,rest")
     assert res.exit_code == 0 and "reused 3 already prepared" in res.output, res.output
     assert json.loads((out / "prepare.json").read_text())["sizes"] == [2, 2, None]
+
+
+def test_prepared_ids_are_safe_names_even_from_odd_file_names(tmp_path):
+    """The folder dataset refuses ids that are not plain names, so preparation writes none."""
+    from esx.data import SAFE_ID
+
+    root, out = tmp_path / "Task07_Pancreas", tmp_path / "prepared"
+    write_msd(root, cases=4)
+    for sub in ("imagesTr", "labelsTr"):  # a case whose file name holds a space, '*' and '..'
+        (root / sub / "pancreas_002.nii.gz").rename(root / sub / "odd case*..2.nii.gz")
+    res = _invoke(
+        "data", "prepare", "msd-pancreas", "--root", str(root), "--out", str(out),
+        "--crop", "32", "--sizes", "2,2,rest",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    ids = [r["id"] for r in _rows(out)]
+    assert ids and all(SAFE_ID.fullmatch(i) for i in ids), ids
+    assert "odd_case_..2_pos" in ids
+    lidc_out = tmp_path / "lidc_prepared"
+    write_lidc(tmp_path / "lidc", patients=3)
+    res = _invoke(
+        "data", "prepare", "lidc", "--root", str(tmp_path / "lidc"), "--out", str(lidc_out),
+        "--crop", "32", "--sizes", "2,2,rest",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert all(SAFE_ID.fullmatch(r["id"]) for r in _rows(lidc_out))
