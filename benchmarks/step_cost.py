@@ -34,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from esx import evaluation  # noqa: E402
 from esx.data import collate  # noqa: E402
 from esx.plugins import registry  # noqa: E402
 from esx.recipe import load_recipe  # noqa: E402
@@ -51,8 +52,16 @@ METHODS = {
 }
 
 
-def build(recipe: str, size: int, batch: int, device: str, n_train: int | None = None) -> Trainer:
+def build(
+    recipe: str,
+    size: int,
+    batch: int,
+    device: str,
+    n_train: int | None = None,
+    precision: str = "auto",
+) -> Trainer:
     sets = [
+        f"train.precision={precision}",
         f"data.params.image_size={size}",
         f"data.params.n_train={n_train or batch}",
         "data.params.n_val=2",
@@ -82,10 +91,12 @@ def _alignment_time(trainer: Trainer, batch, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _peak_memory_mib(method: str, size: int, batch: int, device: str) -> float:
+def _peak_memory_mib(
+    method: str, size: int, batch: int, device: str, precision: str = "auto"
+) -> float:
     """Peak memory a training step adds, in MiB (see the module docstring)."""
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        t = build(METHODS[method], size, batch, device)
+        t = build(METHODS[method], size, batch, device, precision=precision)
         b = _cached(t, batch)
         t.step(b)
         torch.cuda.synchronize()
@@ -133,14 +144,14 @@ def _cpu_step_peak(trainer: Trainer, batch) -> float:
 
 def _cached(trainer: Trainer, batch: int):
     ds = trainer.c.dataset.split("train")
-    return collate([ds[i] for i in range(batch)]).to(trainer.device)
+    return collate([ds[i] for i in range(batch)]).to(trainer.rt.device)
 
 
 def _eval_throughput(trainer: Trainer, batch, repeats: int) -> dict[str, float]:
     """Images/s of the trainer's evaluation (with explanation overlap) and of a plain forward."""
     loader = [batch] * repeats
     bb = trainer.c.backbone.eval()
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if trainer.rt.device.type == "cuda" else (lambda: None)
     with torch.no_grad():
         bb(batch.image)
     sync()
@@ -151,7 +162,7 @@ def _eval_throughput(trainer: Trainer, batch, repeats: int) -> dict[str, float]:
     sync()
     plain = time.perf_counter() - start
     start = time.perf_counter()
-    trainer.predict(loader, None, "eval", maps=True)
+    evaluation.predict(trainer.c, trainer.rt, loader, None, "eval", threshold=0.5)
     sync()
     full = time.perf_counter() - start
     n = repeats * batch.image.shape[0]
@@ -169,7 +180,7 @@ def _loading(size: int, batch: int, device: str, repeats: int) -> dict[str, floa
     t = build(METHODS["baseline"], size, batch, device, n_train=batch * repeats)
     cached = _cached(t, batch)
     dl = loader(t.c.dataset.split("train"), batch, None, t.recipe.train.num_workers)
-    sync = torch.cuda.synchronize if t.device.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if t.rt.device.type == "cuda" else (lambda: None)
     for _ in dl:  # render (and cache) every sample once, outside the timing
         pass
     t.step(cached)
@@ -178,7 +189,7 @@ def _loading(size: int, batch: int, device: str, repeats: int) -> dict[str, floa
         sync()
         start = time.perf_counter()
         for b in batches:  # DataLoader time is spent in the loop header: time it whole
-            t.step(b.to(t.device, non_blocking=True))
+            t.step(b.to(t.rt.device, non_blocking=True))
         sync()
         return (time.perf_counter() - start) / len(dl)
 
@@ -198,14 +209,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     a = ap.parse_args()
-    trainers = {m: build(r, a.size, a.batch, a.device) for m, r in METHODS.items()}
+    trainers = {
+        m: build(r, a.size, a.batch, a.device, precision=a.precision) for m, r in METHODS.items()
+    }
     first = next(iter(trainers.values()))
     batch = _cached(first, a.batch)
     times: dict[str, list[float]] = {m: [] for m in trainers}
-    sync = torch.cuda.synchronize if first.device.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if first.rt.device.type == "cuda" else (lambda: None)
     for t in trainers.values():
         for _ in range(a.warmup):
             t.step(batch)
@@ -219,7 +233,8 @@ def main() -> None:
     base = statistics.median(times["baseline"])
     align_s = _alignment_time(trainers["magi"], batch, a.repeats) if "magi" in trainers else None
     result = {
-        "device": str(first.device),
+        "device": str(first.rt.device),
+        "precision": first.rt.precision,
         "torch_threads": torch.get_num_threads(),
         "size": a.size,
         "batch": a.batch,
@@ -235,7 +250,7 @@ def main() -> None:
     result["evaluation"] = _eval_throughput(trainers["baseline"], batch, a.repeats)
     result["data_loading"] = _loading(a.size, a.batch, a.device, a.repeats)
     if not a.no_memory:
-        mem = {m: _peak_memory_mib(m, a.size, a.batch, a.device) for m in trainers}
+        mem = {m: _peak_memory_mib(m, a.size, a.batch, a.device, a.precision) for m in trainers}
         for m, v in mem.items():
             result["methods"][m]["peak_step_mib"] = v
             result["methods"][m]["memory_ratio"] = v / max(mem["baseline"], 1e-9)

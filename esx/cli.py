@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import time
@@ -41,6 +42,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no '<bool>' after flags
     help="Explanation-supervised training from noisy multi-annotator masks.",
 )
 
@@ -118,6 +120,7 @@ def run(
             problem = dist.broadcast(problem, world)  # every process stops, or none
             if problem:
                 raise EsxError(problem)
+        _clash_notes(console, r, reg)
         trainer = Trainer(r, out, console, recipe_source=str(recipe), runtime=rt)
         metrics = trainer.run(resume=resume is not None)
     except EsxError as err:
@@ -131,10 +134,19 @@ def run(
             out.rmdir()  # leave nothing behind for a run that never started
         _fail(err)
     except KeyboardInterrupt:
+        if out is not None and (out / "recipe.yaml").is_file():
+            logging.getLogger("esx").warning("interrupted; resume with: esx run --resume %s", out)
+            _fail(
+                KeyboardInterrupt(
+                    f"interrupted. Finished epochs are kept in {out}; continue "
+                    f"with: esx run --resume {out}"
+                ),
+                130,
+            )
         _fail(
             KeyboardInterrupt(
-                f"interrupted. Finished epochs are saved in {out}; continue with: "
-                f"esx run --resume {out}"
+                "interrupted before training started; nothing was written, "
+                "so run the same command again"
             ),
             130,
         )
@@ -182,11 +194,26 @@ def validate(recipe: RecipeArg, set_: SetOpt = None) -> None:
     from esx.plugins import registry
     from esx.recipe import load_recipe
 
+    reg = registry()
     try:
-        load_recipe(recipe, registry(), set_ or [])
+        r = load_recipe(recipe, reg, set_ or [])
     except EsxError as err:
         _fail(err)
+    _clash_notes(Console(stderr=True, soft_wrap=True), r, reg)
     typer.echo(f"{recipe}: ok")
+
+
+def _clash_notes(console: Console, recipe: Any, reg: Any) -> None:
+    """Say, once per component, which registration of a clashing name the recipe uses."""
+    from esx.recipe import SLOTS
+
+    seen = set()
+    for loc, spec in recipe.slots().items():
+        key = (SLOTS[loc], spec.name)
+        note = reg.clash_note(*key)
+        if note and key not in seen:
+            seen.add(key)
+            console.print(f"[yellow]note: {note}[/]", highlight=False)
 
 
 def parse_seeds(specs: list[str]) -> list[int]:
@@ -252,25 +279,82 @@ def report_cmd(
 
 @app.command()
 def plugins(
+    name: Annotated[
+        str | None, typer.Argument(help="a component: describe it and list its parameters")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="the table README.md shows, as Markdown")
+    ] = False,
 ) -> None:
-    """List every component by family, with the plugin package it comes from."""
-    from esx.plugins import registry
+    """List every component by family with the package (and version) it comes from, or
+    describe one component: its summary, its parameters with type, default and description."""
+    from esx.plugins import components_markdown, registry
 
-    data = registry().as_dict()
+    reg = registry()
+    if markdown:
+        typer.echo(components_markdown(reg), nl=False)
+        return
+    if name is not None:
+        _describe(reg, name, as_json)
+        return
+    data = reg.as_dict()
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
     console = Console(soft_wrap=True)
-    table = RichTable(title="esx components")
-    for col in ("family", "name", "plugin", "package"):
+    table = RichTable(title="esx components (esx plugins NAME describes one)")
+    for col in ("family", "name", "plugin", "package", "version"):
         table.add_column(col)
     for fam, entries in data["components"].items():
         for e in entries:
-            table.add_row(fam, e["name"], e["plugin"], e["package"])
+            table.add_row(fam, e["name"], e["plugin"], e["package"], e["version"])
     console.print(table)
     for b in data["broken"]:
         console.print(f"[red]broken plugin {b['plugin']} ({b['package']}): {b['error']}[/]")
+
+
+def _describe(reg: Any, name: str, as_json: bool) -> None:
+    from esx.errors import UnknownComponentError
+    from esx.params import describe_params
+
+    found = [reg.entry(f, name) for f in reg.entries if name in reg.entries[f]]
+    if not found:
+        every = {n for f in reg.entries for n in reg.entries[f]}
+        raise UnknownComponentError("component", name, every)
+    out = []
+    for e in found:
+        doc = (e.cls.__doc__ or "").strip().split("\n\n")[0]
+        out.append(
+            {
+                "family": e.family,
+                "name": e.name,
+                "package": e.package,
+                "version": e.version,
+                "plugin": e.plugin,
+                "class": f"{e.cls.__module__}.{e.cls.__qualname__}",
+                "summary": " ".join(doc.split()),
+                "params": describe_params(e.cls.Params),
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(out, indent=2, default=str))
+        return
+    console = Console(soft_wrap=True)
+    for d in out:
+        console.print(
+            f"[bold]{d['family']} {d['name']}[/] from {d['package']} {d['version']} "
+            f"(plugin {d['plugin']}, {d['class']})",
+            highlight=False,
+        )
+        if d["summary"]:
+            console.print(d["summary"], highlight=False)
+        table = RichTable(title=f"params of {d['family']} {d['name']!r}")
+        for col in ("param", "type", "default", "description"):
+            table.add_column(col)
+        for p in d["params"]:
+            table.add_row(p["name"], p["type"], p["default"], p["description"])
+        console.print(table if d["params"] else "no parameters")
 
 
 def build_app(reg: Any = None) -> typer.Typer:
@@ -286,6 +370,7 @@ def build_app(reg: Any = None) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        rich_markup_mode=None,  # plain help: no '<bool>' after flags
         help=app.info.help,
     )
     full.registered_callback = app.registered_callback

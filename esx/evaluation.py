@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from esx import __version__, outputs
 from esx import distributed as dist
 from esx.build import Components
+from esx.contracts import call
 from esx.data import collate
 from esx.metrics import classification, map_overlap
 from esx.runtime import Runtime
@@ -43,7 +44,8 @@ def predict(
         if threshold is not None and batch.truth is not None:
             rows = (batch.label > 0) & (batch.truth.flatten(1).amax(1) > 0)
             if rows.any():
-                m = c.eval_explainer.explain(c.backbone, batch.image[rows], pred[rows])
+                ex = c.eval_explainer
+                m = call(ex, ex.explain, c.backbone, batch.image[rows], pred[rows])
                 overlap.append(map_overlap(m.detach(), batch.truth[rows, 0], threshold).cpu())
         if progress:
             progress.advance(task)
@@ -84,10 +86,10 @@ def component_results(
     reports: dict[str, Any] = {}
     tables: list[Table] = []
     for family, comp in c.each():
-        rep = comp.report(loader, device)
+        rep = call(comp, comp.report, loader, device)
         if rep:
             reports[family] = rep
-        tables += comp.tables(rep)
+        tables += call(comp, comp.tables, rep)
     return reports, tables
 
 
@@ -125,7 +127,14 @@ def write_results(
             "precision": rt.precision,
             "esx_version": __version__,
             "torch_version": torch.__version__,
-            "components": {f: comp.component_name for f, comp in c.each()},
+            "components": {
+                f: {
+                    "name": comp.component_name,
+                    "package": comp.component_package,
+                    "version": comp.component_version,
+                }
+                for f, comp in c.each()
+            },
         },
         **reports,
     }
@@ -135,15 +144,32 @@ def write_results(
     return metrics
 
 
-def figures(out: Path, c: Components, device: torch.device, n: int) -> None:
-    """``overlays.png`` of ``n`` test images (positives first) and every component's figures."""
+def figures(
+    out: Path, c: Components, device: torch.device, n: int, test: dict[str, Any] | None = None
+) -> None:
+    """``overlays.png`` of ``n`` test images and every component's figures.
+
+    Half the images are positives and half negatives; with the test predictions
+    given, each half shows mistakes first, then correct predictions, so the
+    figure never shows successes only.
+    """
     if n <= 0:
         return
     from esx.figures import overlays
 
     ds = c.dataset.split("test")
-    pos = [i for i in range(len(ds)) if ds[i].label > 0][: (n + 1) // 2]
-    neg = [i for i in range(len(ds)) if ds[i].label == 0][: n // 2]
+    if test is not None:  # labels from the predictions: no sample is loaded to choose
+        label = {int(i): int(y) for i, y in zip(test["index"], test["label"], strict=True)}
+        wrong = {
+            int(i)
+            for i, y, p in zip(test["index"], test["label"], test["pred"], strict=True)
+            if y != p
+        }
+    else:
+        label, wrong = {i: ds[i].label for i in range(len(ds))}, set()
+    order = sorted(label, key=lambda i: i not in wrong)  # mistakes first, stable
+    pos = [i for i in order if label[i] > 0][: (n + 1) // 2]
+    neg = [i for i in order if label[i] == 0][: n // 2]
     samples = [ds[i] for i in pos + neg]
     if not samples:
         return
@@ -152,6 +178,6 @@ def figures(out: Path, c: Components, device: torch.device, n: int) -> None:
     with torch.no_grad():
         pred = c.backbone(batch.image).argmax(1)
     maps = c.eval_explainer.explain(c.backbone, batch.image, pred).detach()
-    overlays(out / "overlays.png", batch, maps.cpu(), pred.cpu())
+    overlays(out / "overlays.png", batch, maps.cpu(), pred.cpu(), c.eval_explainer.component_name)
     for _, comp in c.each():
-        comp.figures(out, batch)
+        call(comp, comp.figures, out, batch)

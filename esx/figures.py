@@ -16,29 +16,51 @@ from esx import outputs  # noqa: E402
 from esx.types import Batch  # noqa: E402
 
 
-def overlays(path: Path, batch: Batch, maps: Tensor, pred: Tensor) -> None:
-    """One column per image: the image, the model's map over it, the true mask."""
+def overlays(path: Path, batch: Batch, maps: Tensor, pred: Tensor, explainer: str = "") -> None:
+    """One column per image: the image, the model's map over it, the true mask.
+
+    Each column is titled with its label and prediction, mistakes in red; the
+    map row has a colour bar (maps are min-max normalised to [0, 1]).
+    """
     batch = batch.to("cpu")
     n = len(batch)
     size = batch.image.shape[-2:]
     up = F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
-    fig, axes = plt.subplots(3, n, figsize=(2.2 * n, 6.6), squeeze=False)
+    fig, axes = plt.subplots(3, n, figsize=(2.3 * n + 0.8, 7.0), squeeze=False)
+    shown = None
     for j in range(n):
         img = batch.image[j, 0].numpy()
+        label, guess = int(batch.label[j]), int(pred[j])
         axes[0, j].imshow(img, cmap="gray")
-        axes[0, j].set_title(f"label {int(batch.label[j])} / pred {int(pred[j])}", fontsize=8)
+        right = "correct" if label == guess else "MISTAKE"
+        axes[0, j].set_title(
+            f"label {label}, predicted {guess}\n{right}",
+            fontsize=10,
+            color="black" if label == guess else "red",
+        )
         axes[1, j].imshow(img, cmap="gray")
-        axes[1, j].imshow(up[j].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        shown = axes[1, j].imshow(up[j].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
         if batch.truth is not None:
             axes[2, j].imshow(batch.truth[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
         for i in range(3):
             axes[i, j].axis("off")
-    axes[0, 0].text(-0.15, 0.5, "image", transform=axes[0, 0].transAxes, rotation=90, va="center")
-    axes[1, 0].text(-0.15, 0.5, "map", transform=axes[1, 0].transAxes, rotation=90, va="center")
-    axes[2, 0].text(
-        -0.15, 0.5, "true mask", transform=axes[2, 0].transAxes, rotation=90, va="center"
-    )
-    fig.tight_layout()
+    rows = ("image", f"{explainer or 'explanation'} map\n(predicted class)", "true mask")
+    for i, name in enumerate(rows):
+        axes[i, 0].text(
+            -0.12,
+            0.5,
+            name,
+            transform=axes[i, 0].transAxes,
+            rotation=90,
+            va="center",
+            ha="right",
+            fontsize=10,
+        )
+    fig.tight_layout(rect=(0.02, 0, 0.88, 1))  # room on the right for the colour bar
+    if shown is not None:
+        box = axes[1, -1].get_position()
+        bar = fig.colorbar(shown, cax=fig.add_axes((0.9, box.y0, 0.015, box.height)))
+        bar.set_label("map value\n(1 = most attributed)", fontsize=8)
     save_png(fig, path)
 
 

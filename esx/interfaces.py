@@ -78,8 +78,12 @@ class Component:
     """
 
     Params: ClassVar[type[Params]] = Params
-    #: Filled in by the registry: the registered name and the plugin that gave it.
+    #: Filled in by the registry: the family, the registered name, and the package (with its
+    #: version) that gave it; error messages and metrics.json name components by them.
+    component_family: ClassVar[str] = ""
     component_name: ClassVar[str] = ""
+    component_package: ClassVar[str] = ""
+    component_version: ClassVar[str] = ""
 
     @classmethod
     def example_params(cls, workdir: Path) -> dict[str, Any]:

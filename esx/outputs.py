@@ -18,7 +18,16 @@ from safetensors.torch import load_file, save
 from esx.errors import EsxError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write: Any) -> None:
+    """Write through a temporary file and rename it into place, so a reader never sees half
+    a file. The file gets the mode an ordinary ``open`` would (0666 less the umask), not the
+    temporary file's private 0600, so colleagues can read a run on a shared machine."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -26,6 +35,7 @@ def _atomic(path: Path, write: Any) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -39,6 +39,12 @@ class Entry:
     cls: Any
     plugin: str
     package: str
+    version: str = ""
+
+    @property
+    def source(self) -> str:
+        """``package version``, for messages and provenance."""
+        return f"{self.package} {self.version}".strip()
 
 
 @dataclass
@@ -50,6 +56,25 @@ class Registry:
     plugins: list[dict[str, str]] = field(default_factory=list)
     #: ``register_commands`` implementations: (plugin, package, function)
     commands: list[tuple[str, str, Any]] = field(default_factory=list)
+    #: names registered twice: (family, name) -> the refused registrations' sources
+    clashes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def entry(self, family: str, name: str) -> Entry:
+        self.get(family, name)  # the helpful error for unknown names
+        return self.entries[family][name]
+
+    def clash_note(self, family: str, name: str) -> str | None:
+        """Which of the registrations of a clashing name is used, and why; None if no clash."""
+        refused = self.clashes.get((family, name))
+        if not refused:
+            return None
+        kept = self.entries[family][name]
+        return (
+            f"{family} {name!r} is registered by more than one plugin: using the one from "
+            f"{kept.source} (plugin {kept.plugin!r}), not {', '.join(refused)}, because the "
+            "first plugin loaded keeps a name (esx's own first, then entry points by name); "
+            "uninstall or rename the other to silence this"
+        )
 
     def add_commands(self, app: Any) -> None:
         """Let every plugin's ``register_commands`` add its commands to ``app``;
@@ -86,9 +111,13 @@ class Registry:
     def names(self, family: str) -> list[str]:
         return sorted(self.entries[family])
 
-    def add(self, family: str, name: str, cls: Any, plugin: str, package: str) -> None:
+    def add(
+        self, family: str, name: str, cls: Any, plugin: str, package: str, version: str = ""
+    ) -> None:
         have = self.entries[family].get(name)
         if have is not None:
+            source = f"{package} {version}".strip() + f" (plugin {plugin!r})"
+            self.clashes.setdefault((family, name), []).append(source)
             raise DuplicateComponentError(
                 f"{family} {name!r} is registered twice: by plugin {have.plugin!r} "
                 f"(package {have.package}) and by plugin {plugin!r} (package {package}); "
@@ -100,15 +129,16 @@ class Registry:
                 f"plugin {plugin!r} (package {package}) registered {cls!r} as {family} {name!r}, "
                 f"but a {family} must be a subclass of esx.interfaces.{base.__name__}"
             )
-        cls.component_name = name
-        self.entries[family][name] = Entry(family, name, cls, plugin, package)
+        cls.component_family, cls.component_name = family, name
+        cls.component_package, cls.component_version = package, version
+        self.entries[family][name] = Entry(family, name, cls, plugin, package, version)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready listing (what ``esx plugins --json`` prints)."""
         return {
             "components": {
                 fam: [
-                    {"name": e.name, "plugin": e.plugin, "package": e.package}
+                    {"name": e.name, "plugin": e.plugin, "package": e.package, "version": e.version}
                     for e in sorted(d.values(), key=lambda e: e.name)
                 ]
                 for fam, d in self.entries.items()
@@ -116,6 +146,26 @@ class Registry:
             "plugins": self.plugins,
             "broken": self.broken,
         }
+
+
+def components_markdown(reg: Registry) -> str:
+    """A Markdown table of every registered component, written from the code itself: the
+    first line of its module's docstring and the first sentence of its class docstring
+    (what README.md shows; ``esx plugins --markdown`` prints it)."""
+    import sys
+
+    def first(text: str | None, sep: str) -> str:
+        return " ".join((text or "").strip().split(sep)[0].split())
+
+    lines = ["| family | name | what it is | package |", "| --- | --- | --- | --- |"]
+    for family, entries in reg.entries.items():
+        for e in sorted(entries.values(), key=lambda e: e.name):
+            module = sys.modules[e.cls.__module__]
+            what = f"{first(module.__doc__, chr(10))} {first(e.cls.__doc__, chr(10) * 2)}"
+            top = e.cls.__module__.split(".")[0]
+            what = what.replace("|", "\\|")  # a literal pipe inside a table cell
+            lines.append(f"| {family} | `{e.name}` | {what} | {e.package} (`{top}`) |")
+    return "\n".join(lines) + "\n"
 
 
 def _bases() -> dict[str, type]:
@@ -130,8 +180,12 @@ def _bases() -> dict[str, type]:
     }
 
 
+def _dist(ep: Any) -> str:
+    return ep.dist.name if ep.dist is not None else ""
+
+
 def _selected(ep: Any, only: set[str] | None, no_autoload: bool) -> bool:
-    dist = ep.dist.name if ep.dist is not None else ""
+    dist = _dist(ep)
     if dist == BUILTIN_DISTRIBUTION:
         return True
     if no_autoload:
@@ -150,6 +204,7 @@ def build_registry(modules: list[ModuleType | Any] | None = None) -> Registry:
     pm.add_hookspecs(hookspecs)
     reg = Registry()
     packages: dict[str, str] = {}
+    versions: dict[str, str] = {}
     if modules is not None:
         for mod in modules:
             name = getattr(mod, "__name__", repr(mod))
@@ -159,10 +214,13 @@ def build_registry(modules: list[ModuleType | Any] | None = None) -> Registry:
         only_env = os.environ.get("ESX_LOAD_PLUGINS")
         only = {s.strip() for s in only_env.split(",") if s.strip()} if only_env else None
         no_auto = os.environ.get("ESX_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0")
-        for ep in sorted(entry_points(group="esx"), key=lambda e: e.name):
+        # esx's own plugins first, then the others by entry-point name: the first plugin to
+        # register a name keeps it, so a third-party plugin never shadows a built-in.
+        eps = entry_points(group="esx")
+        for ep in sorted(eps, key=lambda e: (_dist(e) != BUILTIN_DISTRIBUTION, e.name)):
             if not _selected(ep, only, no_auto):
                 continue
-            dist = ep.dist.name if ep.dist is not None else "?"
+            dist = _dist(ep) or "?"
             try:
                 mod = ep.load()
                 pm.register(mod, name=ep.name)
@@ -172,6 +230,7 @@ def build_registry(modules: list[ModuleType | Any] | None = None) -> Registry:
                 )
                 continue
             packages[ep.name] = dist
+            versions[ep.name] = ep.dist.version if ep.dist is not None else ""
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -187,10 +246,12 @@ def build_registry(modules: list[ModuleType | Any] | None = None) -> Registry:
         # to register a name keeps it.
         for impl in getattr(pm.hook, hook).get_hookimpls():
             plugin_name = impl.plugin_name
-            package = packages.get(plugin_name, "?")
+            package, version = packages.get(plugin_name, "?"), versions.get(plugin_name, "")
             try:
                 impl.function(
-                    lambda n, c, f=family, p=plugin_name, k=package: reg.add(f, n, c, p, k)
+                    lambda n, c, f=family, p=plugin_name, k=package, v=version: reg.add(
+                        f, n, c, p, k, v
+                    )
                 )
             except (DuplicateComponentError, PluginLoadError) as exc:
                 reg.broken.append({"plugin": plugin_name, "package": package, "error": str(exc)})

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -15,6 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from esx import outputs
 from esx.interfaces import DataInfo
 
 log = logging.getLogger("esx")
@@ -32,6 +35,16 @@ def start_log(folder: Path, append: bool = False) -> None:
     log.setLevel(logging.INFO)
 
 
+def status(folder: Path, world: Any, state: str, **info: Any) -> None:
+    """``status.json``: running, finished, failed or interrupted (the main process writes).
+
+    A run folder without ``metrics.json`` is unfinished whatever else it holds;
+    this file says why, for people and for ``esx sweep``.
+    """
+    if world.main and folder.is_dir():
+        outputs.write_json(folder / "status.json", {"status": state, "time": time.time(), **info})
+
+
 def banners(console: Console, info: DataInfo, fallback: dict[str, str] | None) -> None:
     """Say loudly when the data is not what the recipe asked for, or not real."""
     if fallback is not None:
@@ -44,6 +57,24 @@ def banners(console: Console, info: DataInfo, fallback: dict[str, str] | None) -
         log.warning(msg.replace("\n", " "))
     if info.synthetic:
         console.print(f"[bold yellow]Training on SYNTHETIC data ({info.name}), not real scans.[/]")
+
+
+def epoch_line(
+    console: Console,
+    row: dict[str, Any],
+    epochs: int,
+    metric: str,
+    loop: dict[str, Any],
+    seconds: float,
+) -> None:
+    """One line per epoch: the training loss terms, the validation metric with the best
+    epoch so far, and the epoch's time (silent under ``--quiet``)."""
+    losses = " ".join(f"{k[6:]} {v:.4f}" for k, v in row.items() if k.startswith("train_"))
+    console.print(
+        f"epoch {row['epoch']}/{epochs}  loss {losses} | val {metric} {row['val_' + metric]:.4f} "
+        f"(best {loop['best']:.4f} at epoch {loop['best_epoch']}) | {seconds:.1f} s",
+        highlight=False,
+    )
 
 
 def progress(console: Console) -> Progress:

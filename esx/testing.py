@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from esx import contracts
 from esx.interfaces import (
     Aggregator,
     AggregatorOutput,
@@ -28,7 +29,7 @@ from esx.interfaces import (
     Loss,
     Params,
 )
-from esx.plugins import Registry, build_registry
+from esx.plugins import BUILTIN_DISTRIBUTION, Registry, build_registry
 from esx.types import Batch, Targets
 
 __all__ = [
@@ -115,51 +116,46 @@ def _build(cls: Any, params: dict | None, ctx: BuildContext) -> Any:
     return cls(cls.Params.model_validate(params or {}), ctx)
 
 
-def _finite(x: Tensor, what: str) -> None:
-    assert torch.isfinite(x).all(), f"{what} holds NaN or Inf"
-
-
-def check_targets(t: Targets, batch: Batch) -> None:
-    """The rules every aggregator's :class:`Targets` keep."""
-    b, _, h, w = batch.masks.shape
-    assert t.masks.ndim == 4 and t.masks.shape[0] == b and t.masks.shape[-2:] == (h, w), (
-        f"targets.masks must be (B, K, {h}, {w}), got {tuple(t.masks.shape)}"
-    )
-    assert t.weights.shape == t.masks.shape[:2], "targets.weights must be (B, K)"
-    _finite(t.masks, "targets.masks")
-    assert t.masks.min() >= 0 and t.masks.max() <= 1, "targets.masks must lie in [0, 1]"
-    assert (t.weights >= 0).all(), "targets.weights must be non-negative"
-    sums = t.weights.sum(1)
-    sup = sums > 0
-    assert torch.allclose(sums[sup], torch.ones_like(sums[sup]), atol=1e-5), (
-        "targets.weights must sum to 1 on supervised rows"
-    )
-    assert not sup[~batch.annotated].any(), "an image with no valid mask must not be supervised"
+def check_targets(t: Targets, batch: Batch, component: Any = "aggregator") -> None:
+    """The rules every aggregator's :class:`Targets` keep (:func:`esx.contracts.targets`)."""
+    contracts.targets(component, AggregatorOutput(t), batch.masks, batch.annotated)
 
 
 def check_aggregator(
-    cls: type[Aggregator], params: dict | None = None, registry: Registry | None = None
+    cls: type[Aggregator],
+    params: dict | None = None,
+    registry: Registry | None = None,
+    losses: list[str] | None = None,
 ) -> None:
-    """Shapes, ranges and weights of the targets; its loss (if any) backpropagates; and it
-    trains with every registered loss through a differentiable map."""
+    """The runtime contract on a tiny batch (shapes, ranges, weights; its own loss, if any,
+    a finite scalar that backpropagates), then a differentiable map trained with each loss.
+
+    Args:
+        losses: the losses to train with, by registered name. Default: esx's own losses
+            only, so a broken third-party loss installed beside yours cannot fail your
+            aggregator's test; pass ``registry.names("loss")`` to try every installed one.
+    """
     ctx = context()
     agg = _build(cls, params, ctx).train()
     batch = tiny_batch()
     out = agg(batch)
-    assert isinstance(out, AggregatorOutput), "forward must return an AggregatorOutput"
-    check_targets(out.targets, batch)
+    contracts.targets(agg, out, batch.masks, batch.annotated)
     if out.loss is not None:
-        _finite(out.loss, "the aggregator's loss")
-        assert out.loss.ndim == 0, "the aggregator's loss must be a scalar"
         out.loss.backward()
     registry = registry or build_registry()
-    for name in registry.names("loss"):
+    if losses is None:
+        losses = [
+            n
+            for n in registry.names("loss")
+            if registry.entry("loss", n).package == BUILTIN_DISTRIBUTION
+        ]
+    for name in losses:
         loss = _build(registry.get("loss", name), None, ctx)
         maps = torch.rand(4, 8, 8, requires_grad=True)
         t = _downsample(agg(batch).targets, 8)
         rows = t.supervised
         value = loss(maps[rows], t.select(rows))
-        _finite(value, f"loss {name!r} on these targets")
+        contracts.scalar(loss, value, f"loss {name!r} on these targets")
         if loss.uses_explanation:
             value.backward()
             assert maps.grad is not None, f"loss {name!r} gives the map no gradient"
@@ -181,8 +177,7 @@ def check_loss(cls: type[Loss], params: dict | None = None) -> None:
     masks = (torch.rand(3, 2, 8, 8, generator=g) > 0.5).float()
     t = Targets(masks, torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]))
     value = loss(maps, t)
-    assert value.ndim == 0, "a loss must return a scalar"
-    _finite(value, "the loss")
+    contracts.scalar(loss, value, "the loss")
     if loss.uses_explanation:
         value.backward()
         assert maps.grad is not None and maps.grad.abs().sum() > 0, (
@@ -200,9 +195,7 @@ def check_explainer(
         backbone = TinyBackbone(Params(), ctx)
     batch = tiny_batch(size=64)
     maps = explainer.explain(backbone.eval(), batch.image, batch.label)
-    assert maps.ndim == 3 and maps.shape[0] == 4, f"maps must be (B, h, w), got {maps.shape}"
-    _finite(maps, "the maps")
-    assert maps.min() >= -1e-6 and maps.max() <= 1 + 1e-6, "maps must be normalised to [0, 1]"
+    contracts.maps(explainer, maps, 4)
     if explainer.differentiable:
         backbone.train()
         feats = backbone.forward_features(batch.image)
@@ -223,9 +216,8 @@ def check_backbone(cls: type[Backbone], params: dict | None = None) -> None:
     bb = _build(cls, params, ctx).train()
     x = torch.randn(2, 1, 64, 64)
     feats = bb.forward_features(x)
-    assert feats.ndim == 4, f"forward_features must return (B, K, h, w), got {feats.shape}"
     logits = bb.forward_head(feats)
-    assert logits.shape == (2, 2), f"forward_head must return (B, classes), got {logits.shape}"
+    contracts.backbone(bb, feats, logits, 2, 2)
     logits.sum().backward()
     missing = [n for n, p in bb.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"parameters without gradient: {missing[:5]}"

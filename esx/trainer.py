@@ -25,58 +25,21 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from rich.console import Console
-from torch import Tensor
 from torch.utils.data import DistributedSampler
 
 from esx import __version__, checkpoint, evaluation, outputs, runlog
 from esx import distributed as dist
-from esx.build import Components, build
+from esx.build import build
+from esx.contracts import ComponentError, ContractError, RunFailed
 from esx.data import loader
 from esx.errors import EsxError, NonFiniteLossError
 from esx.recipe import Recipe, dump_recipe
 from esx.runtime import FP16_EXPLAIN_SCALE, Runtime, seed_everything
+from esx.step import StepModule
 from esx.types import Batch
 
 log = logging.getLogger("esx")
-
-
-class StepModule(torch.nn.Module):
-    """A training step's whole differentiable computation in one ``forward``.
-
-    Logits, the differentiable explanation maps, the aggregator's targets and
-    every loss term come from one call, so that DistributedDataParallel wraps
-    a single forward per step (``autograd.grad`` to an activation inside it is
-    safe under DDP; a second forward is not).
-    """
-
-    def __init__(self, c: Components) -> None:
-        super().__init__()
-        self.backbone, self.aggregator, self.loss = c.backbone, c.aggregator, c.loss
-        self.explainer = c.explainer
-
-    def forward(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, float]]:
-        features = self.backbone.forward_features(batch.image)
-        logits = self.backbone.forward_head(features)
-        terms: dict[str, Tensor] = {"pred": F.cross_entropy(logits.float(), batch.label)}
-        out = self.aggregator(batch)
-        if self.loss.uses_explanation:
-            rows = out.targets.supervised & (batch.label > 0)
-            if rows.any():
-                maps = self.explainer.explain(
-                    self.backbone,
-                    batch.image,
-                    batch.label,
-                    features=features,
-                    logits=logits,
-                    create_graph=True,
-                )
-                maps, targets = self.explainer.match(maps[rows].float(), out.targets.select(rows))
-                terms["exp"] = self.loss(maps, targets)
-        if out.loss is not None:
-            terms["gen"] = out.loss.float()
-        return terms, out.logs
 
 
 class Trainer:
@@ -133,13 +96,14 @@ class Trainer:
         self.c.explainer.grad_scale = FP16_EXPLAIN_SCALE if self.scaler else 1.0
         with self.rt.autocast():
             terms, agg_logs = self.model(batch)
-        for name, value in terms.items():
-            if not torch.isfinite(value).all():
-                raise NonFiniteLossError(
-                    f"step {self.step_no}: loss term {name!r} is "
-                    f"{value.item()}; lower train.lr or check the data "
-                    "for NaN pixels"
-                )
+        self.module.check = False  # the first batch's outputs kept every contract
+        bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
+        if bad:
+            raise NonFiniteLossError(
+                f"step {self.step_no}: loss term {bad[0]!r} is "
+                f"{terms[bad[0]].item()}; lower train.lr or check the "
+                "data for NaN pixels"
+            )
         weights = {"pred": 1.0, "exp": t.lambda_exp, "gen": t.lambda_gen}
         total = sum(weights[k] * v for k, v in terms.items())
         self.opt.zero_grad(set_to_none=True)
@@ -158,15 +122,32 @@ class Trainer:
 
         With ``resume``, continue from the folder's ``last.safetensors`` (written
         at the end of every epoch); the result equals an uninterrupted run's.
+        ``status.json`` says running, then finished, failed or interrupted; a
+        component that fails ends the run with :class:`RunFailed`, naming it, the
+        epoch and step, and the resume command (the traceback goes to run.log).
         """
+        self.epoch: int | str = "start"
+        try:
+            return self._run(resume)
+        except BaseException as exc:
+            framed = self._failed(exc)
+            if framed is exc:
+                raise
+            raise framed from exc
+
+    def _run(self, resume: bool) -> dict[str, Any]:
         t = self.recipe.train
         self._start(resume)
         shuffle = torch.Generator().manual_seed(self.recipe.seed)
         train_dl, val_dl = self._train_loader(shuffle), self._eval_loader("val")
         higher = t.select_metric != "loss"
         loop = {"epoch": 0, "best": -np.inf if higher else np.inf, "best_epoch": 0}
+        if resume and not (self.out / checkpoint.LAST).is_file():  # stopped in epoch 1
+            log.info("no epoch had finished: the resumed run starts at epoch 1")
+            resume = False
         loop = self._restore(shuffle) if resume else {**loop, "history": [], "seconds": 0.0}
         started = time.time() - loop["seconds"]
+        self._clock = time.time()  # the start of the epoch in progress
         with runlog.progress(self.console) as progress:
             epochs = progress.add_task("epochs", total=t.epochs, completed=loop["epoch"])
             for epoch in range(loop["epoch"] + 1, t.epochs + 1):
@@ -189,11 +170,28 @@ class Trainer:
                 progress.advance(epochs)
             metrics = self._evaluate(loop, progress, started)
         dist.barrier(self.rt.world)
+        runlog.status(self.out, self.rt.world, "finished")
         return metrics
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """Record the failure (status.json, the traceback in run.log); the error to raise."""
+        where = f"epoch {self.epoch}, step {self.step_no}"
+        if isinstance(exc, KeyboardInterrupt):
+            runlog.status(self.out, self.rt.world, "interrupted", where=where)
+            return exc
+        log.error("failed at %s", where, exc_info=exc)
+        runlog.status(self.out, self.rt.world, "failed", where=where, error=str(exc))
+        if not isinstance(exc, ComponentError | ContractError):
+            return exc
+        return RunFailed(
+            f"{exc}\n  at {where}; the traceback is in {self.out / 'run.log'}. "
+            f"After fixing it, continue with: esx run --resume {self.out}"
+        )
 
     def _start(self, resume: bool) -> None:
         """The main process writes the resolved recipe, opens run.log and says what runs."""
         info = self.c.dataset.info
+        runlog.status(self.out, self.rt.world, "running")
         if self.rt.world.main:
             if not resume:
                 outputs.write_text(self.out / "recipe.yaml", dump_recipe(self.recipe))
@@ -208,6 +206,7 @@ class Trainer:
     def _train_epoch(self, dl: Any, epoch: int, progress: Any) -> dict[str, float]:
         """One pass over the training split; the mean of each logged term over steps."""
         sums: dict[str, float] = {}
+        self.epoch = epoch
         task = progress.add_task(f"epoch {epoch}", total=len(dl))
         if isinstance(dl.sampler, DistributedSampler):
             dl.sampler.set_epoch(epoch)
@@ -221,6 +220,7 @@ class Trainer:
     def _evaluate(self, loop: dict[str, Any], progress: Any, started: float) -> dict[str, Any]:
         """Test the checkpoint chosen on validation; the main process writes the results."""
         dist.barrier(self.rt.world)  # best.safetensors is written
+        self.epoch = "evaluation"
         self.c.load(outputs.load_state(self.out / "best.safetensors"))
         e, t = self.recipe.eval, self.recipe.train
         test = evaluation.predict(
@@ -245,7 +245,9 @@ class Trainer:
             self.out, self.c, self.rt, test, chosen, run, reports, tables
         )
         log.info("test %s", metrics["test"])
-        evaluation.figures(self.out, self.c, self.rt.device, e.overlays)
+        if not t.keep_last_checkpoint:
+            (self.out / checkpoint.LAST).unlink(missing_ok=True)
+        evaluation.figures(self.out, self.c, self.rt.device, e.overlays, test)
         return metrics
 
     def _train_loader(self, shuffle: torch.Generator) -> Any:
@@ -264,8 +266,11 @@ class Trainer:
         )
 
     def _end_epoch(self, loop: dict[str, Any], shuffle: torch.Generator) -> None:
-        """Log the epoch; the main process writes history.csv and last.safetensors."""
-        row = loop["history"][-1]
+        """Log the epoch and print its line; the main process writes history.csv and
+        last.safetensors."""
+        row, t = loop["history"][-1], self.recipe.train
+        took, self._clock = time.time() - self._clock, time.time()
+        runlog.epoch_line(self.console, row, t.epochs, t.select_metric, loop, took)
         log.info(
             "epoch %d %s",
             row["epoch"],

@@ -89,3 +89,14 @@ def test_contributing_layout_matches_the_tree():
         first = line.split()[0] if line.strip() else ""
         if first.startswith("esx_") and first.endswith("/"):
             assert (ROOT / "plugins" / first).is_dir(), first
+
+
+def test_readme_component_table_is_the_registry():
+    from esx.plugins import components_markdown
+
+    text = (ROOT / "README.md").read_text()
+    start = text.index("<!-- components:")
+    block = text[text.index("\n", start) + 1 : text.index("<!-- /components -->")]
+    assert block == components_markdown(build_registry()), (
+        "README.md's component table is stale: paste the output of `esx plugins --markdown`"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,3 +63,33 @@ def test_resume_needs_a_finished_epoch(tmp_path):
 def test_run_needs_recipe_or_resume():
     res = CliRunner().invoke(app, ["run"])
     assert res.exit_code == 2 and "--resume" in res.output
+
+
+def test_ctrl_c_in_epoch_one_then_the_printed_command_finishes(tmp_path, tiny_recipe):
+    """Ctrl-C before any epoch finished: the one printed command completes the run."""
+    tiny_recipe["data"]["params"].update(n_train=256, image_size=64)
+    tiny_recipe["train"].update(epochs=2, batch_size=4)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe))
+    cut = tmp_path / "cut"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "esx", "run", str(recipe), "--out", str(cut), "--quiet"],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 240
+    while not (cut / "run.log").exists() and proc.poll() is None:  # training has started
+        assert time.time() < deadline, "the run never started"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert not (cut / "last.safetensors").exists(), "the signal came after epoch 1"
+    assert "interrupted" in (cut / "run.log").read_text()
+    command = re.search(r"esx run --resume (\S+)", err)
+    assert command is not None, err
+    res = CliRunner().invoke(app, ["run", "--resume", command[1], "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (cut / "metrics.json").is_file()
+    history = (cut / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["1", "2"]

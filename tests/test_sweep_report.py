@@ -166,3 +166,30 @@ def test_reuse_spans_sweeps_into_one_folder(tmp_path, tiny_recipe):
         out / "b_x" / "seed0",
         out / "c_other" / "seed0",
     }
+
+
+def test_report_reads_as_a_person_expects(tmp_path):
+    """Single runs show no spread, ties are not bold, unlabelled runs are named by what ran."""
+    from esx.report import report
+
+    def run(folder, label, acc):
+        folder.mkdir(parents=True)
+        recipe = {
+            "train": {"epochs": 3},
+            "loss": {"name": "gradia"},
+            "aggregator": {"name": "consensus"},
+            **({"label": label} if label else {}),
+        }
+        (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+        test = {"accuracy": acc, "auc": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5}
+        (folder / "metrics.json").write_text(
+            json.dumps({"test": test, "data": {"synthetic": True}})
+        )
+
+    run(tmp_path / "q1", None, 0.75)
+    run(tmp_path / "q2", "Mine", 0.70)
+    md = report(tmp_path)["markdown"]
+    assert "| gradia on consensus | 1 | 3 | **0.7500** |" in md  # the folder 'q1' is not a name
+    assert "| Mine | 1 | 3 | 0.7000 |" in md
+    assert "± " not in md.split("## Classification")[1].split("\n", 1)[1]  # one run: no spread
+    assert "**0.5000**" not in md  # every row ties on auc: nothing is bold

@@ -153,3 +153,40 @@ def test_deeplift_is_refused_for_training(registry, tiny_recipe, tmp_path):
     tiny_recipe["explainer"] = {"name": "gradcam"}
     tiny_recipe["eval"]["explainer"] = {"name": "deeplift"}
     Trainer(validate_recipe(tiny_recipe, registry), tmp_path)  # fine for evaluation
+
+
+def test_one_line_per_epoch_unless_quiet(smoke_run, tmp_path):
+    _, output = smoke_run
+    lines = [line for line in output.splitlines() if line.startswith("epoch ") and " | " in line]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"], output
+    assert "val accuracy" in lines[0] and "(best " in lines[0] and lines[0].endswith(" s")
+    quiet = CliRunner().invoke(
+        app, ["run", str(ROOT / "recipes" / "smoke.yaml"), "--out", str(tmp_path / "q"), "--quiet"]
+    )
+    assert quiet.exit_code == 0 and "epoch 1/2" not in quiet.output
+
+
+def test_run_outputs_follow_the_umask(smoke_run):
+    """Atomic writes must not leave the temporary file's private 0600 mode behind."""
+    import os
+    import stat
+
+    out, _ = smoke_run
+    mask = os.umask(0o022)
+    os.umask(mask)
+    if mask & 0o040:
+        pytest.skip(f"this umask ({mask:03o}) hides files from the group")
+    for name in ("metrics.json", "recipe.yaml", "best.safetensors", "history.csv"):
+        assert (out / name).stat().st_mode & stat.S_IRGRP, name
+
+
+def test_last_checkpoint_dropped_when_asked(tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(
+        app,
+        ["run", str(ROOT / "recipes" / "smoke.yaml"), "--out", str(out), "--quiet",
+         "--set", "train.keep_last_checkpoint=false", "--set", "train.epochs=1"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (out / "metrics.json").is_file() and (out / "best.safetensors").is_file()
+    assert not (out / "last.safetensors").exists()

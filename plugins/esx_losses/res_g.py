@@ -25,7 +25,20 @@ from esx_losses.robust_boundary import boundary_loss, signed_labels
 class ResParams(Params):
     eta: float = Field(0.1, ge=0, description="tolerance of the boundary term (RES commands: 0.1)")
     sharpness: float = Field(5.0, gt=0, description="k in tanh(k (E - a))")
-    boundary_weight: float = Field(1.0, ge=0)
+    boundary_weight: float = Field(1.0, ge=0, description="weight of the robust boundary term")
+    soft_targets: bool = Field(
+        False,
+        description="impute from the target itself instead of its 0.5 binarisation "
+        "(RES's positive mask), so a soft aggregator's confidences reach the L1 term; the "
+        "boundary term's labels stay binary",
+    )
+
+
+def positive_mask(targets: Targets, params: ResParams, dtype: torch.dtype) -> Tensor:
+    """What the imputation starts from: the target, or its 0.5 binarisation (RES's Y = +1)."""
+    if params.soft_targets:
+        return targets.masks.to(dtype)
+    return (targets.masks >= 0.5).to(dtype)
 
 
 def gaussian_blur3(x: Tensor) -> Tensor:
@@ -56,8 +69,7 @@ class ResG(Loss):
 
     def forward(self, maps: Tensor, targets: Targets) -> Tensor:
         p = self.params
-        positive = (targets.masks >= 0.5).to(maps.dtype)
-        imputed = self.impute(positive)
+        imputed = self.impute(positive_mask(targets, p, maps.dtype))
         l_d = weighted_mean((maps[:, None] - imputed).abs(), targets.weights, targets.annotated)
         labels = signed_labels(targets.masks, targets.annotated)
         l_b = boundary_loss(maps, labels, targets.weights, p.eta, p.sharpness)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from esx.interfaces import BuildContext, Loss, weighted_mean
 from esx.types import Targets
-from esx_losses.res_g import ResParams
+from esx_losses.res_g import ResParams, positive_mask
 from esx_losses.robust_boundary import boundary_loss, signed_labels
 
 
@@ -53,7 +53,7 @@ class ResL(Loss):
 
     def forward(self, maps: Tensor, targets: Targets) -> Tensor:
         p = self.params
-        positive = (targets.masks >= 0.5).to(maps.dtype)
+        positive = positive_mask(targets, p, maps.dtype)
         imputed = self.impute(positive)
         if p.detach_imputation:
             imputed = imputed.detach()

@@ -18,7 +18,8 @@ from esx.types import Batch  # noqa: E402
 @torch.no_grad()
 def gallery(magi, batch: Batch, path: Path) -> None:
     """Rows: annotated test positives. Columns: image, observed masks, generated masks
-    per slot, noisy consensus, generated consensus, true mask."""
+    per slot, noisy consensus, generated consensus, true mask. Observed and generated masks
+    share one colour map, so they compare at a glance; generated panels are titled so."""
     magi.eval()
     rows = (batch.annotated & (batch.label > 0)).nonzero().flatten()
     if len(rows) == 0:
@@ -36,26 +37,39 @@ def gallery(magi, batch: Batch, path: Path) -> None:
     for i in range(len(rows)):
         panels = [("image", b.image[i, 0], "gray")]
         panels += [
-            (f"observed {v}" if b.mask_valid[i, v] else "missing", b.masks[i, v], "gray")
+            (
+                f"observed {v}" if b.mask_valid[i, v] else "missing\n(not drawn)",
+                b.masks[i, v],
+                "gray",
+            )
             for v in range(u)
         ]
-        panels += [(f"slot {k}", gen[i, k], "viridis") for k in range(u)]
-        panels += [("noisy cons.", noisy_c[i, 0], "gray"), ("gen. cons.", gen_c[i, 0], "viridis")]
+        panels += [(f"generated\nslot {k}", gen[i, k], "gray") for k in range(u)]
+        panels += [
+            ("vote of\nobserved", noisy_c[i, 0], "gray"),
+            ("vote of\ngenerated", gen_c[i, 0], "gray"),
+        ]
         if b.truth is not None:
-            panels.append(("truth", b.truth[i, 0], "gray"))
+            panels.append(("true mask", b.truth[i, 0], "gray"))
         for j, (title, img, cmap) in enumerate(panels):
             ax = axes[i, j]
             ax.imshow(
                 img.cpu().numpy(), cmap=cmap, vmin=None if j == 0 else 0, vmax=None if j == 0 else 1
             )
             ax.axis("off")
-            if i == 0 or title == "missing":
-                ax.set_title(title, fontsize=7)
+            if i == 0 or title.startswith("missing"):
+                ax.set_title(
+                    title, fontsize=9, color="red" if title.startswith("missing") else "black"
+                )
     fig.tight_layout()
     save_png(fig, path)
 
 
 def weights(magi, path: Path) -> None:
+    """The learned annotator weights w = softmax(ω); drawn only with ``targets: weighted``,
+    the one mode in which they weigh the targets (otherwise they stay uniform)."""
+    if magi.params.targets != "weighted":
+        return
     w = magi.weights.detach().cpu().numpy()
     fig, ax = plt.subplots(figsize=(1 + 0.8 * len(w), 2.5))
     ax.bar([f"slot {i}" for i in range(len(w))], w, color="tab:blue")

@@ -19,6 +19,7 @@ Every sample is a pure function of ``(seed, split, index)``.
 from __future__ import annotations
 
 import zlib
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,23 @@ class Phantom(Dataset):
 
     def split(self, name: str) -> PhantomSplit:
         if name not in self._splits:
-            n = {"train": self.params.n_train, "val": self.params.n_val, "test": self.params.n_test}
-            self._splits[name] = PhantomSplit(self.params, name, n[name])
+            key = (self.params.model_dump_json(), name)
+            if key not in _SHARED:
+                n = {
+                    "train": self.params.n_train,
+                    "val": self.params.n_val,
+                    "test": self.params.n_test,
+                }
+                _SHARED[key] = PhantomSplit(self.params, name, n[name])
+                while len(_SHARED) > SHARED_SPLITS:
+                    _SHARED.popitem(last=False)
+            _SHARED.move_to_end(key)
+            self._splits[name] = _SHARED[key]
         return self._splits[name]
+
+
+#: Splits rendered in this process, shared by every run with the same data parameters, so a
+#: sweep renders each image once (every sample is a pure function of the parameters and its
+#: index; nothing downstream modifies a sample). The oldest are dropped beyond this many.
+SHARED_SPLITS = 6
+_SHARED: OrderedDict[tuple[str, str], PhantomSplit] = OrderedDict()

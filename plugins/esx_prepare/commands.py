@@ -11,9 +11,12 @@ from rich.console import Console
 
 import esx
 
-data_app = typer.Typer(no_args_is_help=True, help="Prepare datasets in esx's folder format.")
+data_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Prepare datasets in esx's folder format."
+)
 prepare_app = typer.Typer(
     no_args_is_help=True,
+    rich_markup_mode=None,
     help="Raw downloads -> esx's folder format (docs/data_format.md); reruns skip finished cases.",
 )
 data_app.add_typer(prepare_app, name="prepare")

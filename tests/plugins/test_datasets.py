@@ -200,3 +200,13 @@ def test_folder_prefix_ids_get_only_their_own_masks(tmp_path):
     assert a.mask_valid.tolist() == [True, False] and a.masks[0, :, :8].all()
     assert a1.mask_valid.tolist() == [True, False] and a1.masks[0, :, 24:].all()
     assert not a.masks[0, :, 24:].any()
+
+
+def test_phantom_renders_once_per_process_for_equal_parameters():
+    """A sweep's runs share the rendered images of equal data parameters (nothing re-rendered)."""
+    p = PhantomParams(image_size=32, n_train=4, n_val=4, n_test=4, seed=7)
+    a, b = Phantom(p, BuildContext()), Phantom(p, BuildContext())
+    assert a.split("train")[1] is b.split("train")[1]
+    other = Phantom(p.model_copy(update={"seed": 8}), BuildContext())
+    assert other.split("train")[1] is not a.split("train")[1]
+    assert not torch.equal(other.split("train")[1].image, a.split("train")[1].image)

@@ -169,3 +169,19 @@ def test_none_loss_is_zero():
     loss = NoExplanationLoss(NoExplanationLoss.Params(), CTX)
     assert not loss.uses_explanation
     assert loss(torch.rand(2, 4, 4), Targets(torch.rand(2, 1, 4, 4), torch.ones(2, 1))) == 0
+
+
+def test_res_soft_targets_keep_confidences_below_one_half():
+    masks = torch.zeros(1, 1, 6, 6)
+    masks[..., :, :3] = 1.0
+    masks[..., :, 3:] = 0.4  # a soft region an aggregator is unsure about
+    t = Targets(masks, torch.ones(1, 1))
+    hard = ResG(ResG.Params(), CTX).impute((masks >= 0.5).float())
+    soft = ResG(ResG.Params(soft_targets=True), CTX).impute(masks)
+    assert hard[..., :, 5].max() == 0  # binarised: 0.4 counts as background
+    assert soft[..., :, 5].min() == pytest.approx(0.4, abs=1e-3)  # kept, relative to the max
+    maps = torch.rand(1, 6, 6)
+    for cls in (ResG, ResL):
+        a = cls(cls.Params(), CTX)(maps, t)
+        b = cls(cls.Params(soft_targets=True), CTX)(maps, t)
+        assert torch.isfinite(a) and torch.isfinite(b) and a != b

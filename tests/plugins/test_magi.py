@@ -115,7 +115,16 @@ def test_magi_run_writes_report_and_figures(tmp_path):
     assert len(m["annotators"]) == 4
     assert {"weight", "area_vs_truth", "stands_for", "agreement"} <= set(m["annotators"][0])
     assert "l1_generated" in m["imputation"]
-    assert (out / "magi_gallery.png").is_file() and (out / "magi_weights.png").is_file()
+    assert (out / "magi_gallery.png").is_file()
+    # consensus targets never use the weights (they stay uniform): no figure of them
+    assert not (out / "magi_weights.png").exists()
+    weighted = tmp_path / "weighted"
+    res = CliRunner().invoke(
+        app,
+        ["run", str(ROOT / "recipes" / "magi_smoke.yaml"), "--out", str(weighted), "--quiet",
+         "--set", "aggregator.params.targets=weighted", "--set", "train.epochs=1"],
+    )  # fmt: skip
+    assert res.exit_code == 0 and (weighted / "magi_weights.png").is_file(), res.output
 
 
 def test_generator_has_its_own_learning_rate(registry, tiny_recipe, tmp_path):

@@ -338,6 +338,17 @@ def test_missing_data_falls_back_loudly(tmp_path, monkeypatch):
         "data.fallback=null",
     )
     assert res.exit_code == 2 and "no samples.csv in data/lidc" in res.output
+    # A location the user typed is never replaced by synthetic data: it fails, naming the path.
+    res = _invoke(
+        "run",
+        str(RECIPES / "magi_lidc.yaml"),
+        "--out",
+        str(tmp_path / "r3"),
+        "--set",
+        "data.params.root=/a/typo",
+    )
+    assert res.exit_code == 2 and "no samples.csv in /a/typo" in res.output
+    assert "DATA NOT FOUND" not in res.output and not (tmp_path / "r3").exists()
 
 
 def test_new_sizes_resplit_without_repreparing(tmp_path):
