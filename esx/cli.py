@@ -246,31 +246,50 @@ def sweep(
     ] = ["0"],  # noqa: B006
     out: Annotated[Path, typer.Option(help="folder of the grid's runs")] = Path("runs/sweep"),
     set_: SetOpt = None,
+    jobs: Annotated[
+        str,
+        typer.Option(
+            help="runs at once, each its own process with the cores split among "
+            "them; 'auto': one per core (CPU) or four sharing the GPU"
+        ),
+    ] = "1",
 ) -> None:
-    """Run every recipe for every seed; finished runs are skipped, interrupted ones resumed."""
+    """Run every recipe for every seed; finished runs are skipped, interrupted ones resumed,
+    a failed run is reported at the end while the others go on."""
     from esx.plugins import registry
     from esx.sweep import run_sweep
 
     console = Console(soft_wrap=True)
     try:
-        counts = run_sweep(recipes, parse_seeds(seeds), out, registry(), set_ or [], console)
+        result = run_sweep(recipes, parse_seeds(seeds), out, registry(), set_ or [], console, jobs)
     except EsxError as err:
         _fail(err)
-    console.print(f"sweep finished: {counts}; tables: esx report {out}")
+    console.print(f"sweep finished: {result.counts}; tables: esx report {out}")
+    for folder, error in result.failed:
+        console.print(f"[bold red]failed:[/] {folder}: {error}", highlight=False)
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @app.command("report")
 def report_cmd(
     runs: Annotated[Path, typer.Argument(help="a sweep's folder (or any folder of runs)")],
+    reference: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="compare every row with this one, by label (repeatable; default: "
+            "the rows whose recipe says reference: true)"
+        ),
+    ] = None,
 ) -> None:
-    """Classification and every component's tables (Markdown, CSV) and a plot, from a
-    folder of runs."""
+    """Classification, paired comparisons with confidence intervals, every component's
+    tables (Markdown, CSV, JSON) and a plot, from a folder of runs."""
     from esx.report import report
 
     if not runs.is_dir():
         _fail(EsxError(f"no such folder: {runs}"))
     try:
-        result = report(runs)
+        result = report(runs, reference or None)
     except EsxError as err:
         _fail(err)
     typer.echo(result["markdown"])

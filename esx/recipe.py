@@ -111,6 +111,9 @@ class Recipe(_Strict):
     version: Literal[1] = 1
     label: str | None = Field(None, description="row label in reports (default: file name)")
     group: str | None = Field(None, description="table panel in reports")
+    reference: bool = Field(
+        False, description="esx report compares every other row with this one, paired by seed"
+    )
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataSpec

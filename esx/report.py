@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
-from esx import outputs
+from esx import outputs, stats
 from esx.errors import EsxError
 from esx.types import Table
 
@@ -32,8 +33,14 @@ class Row:
     key: str
     label: str
     group: str
+    reference: bool = False
     epochs: set[int] = field(default_factory=set)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    #: each run's folder; its name (seed0, seed3-...) pairs it with other rows' runs
+    folders: list[Path] = field(default_factory=list)
+
+    def by_pair(self) -> dict[str, dict[str, Any]]:
+        return {f.name: run for f, run in zip(self.folders, self.runs, strict=True)}
 
 
 def _label(recipe: dict[str, Any], key: str) -> str:
@@ -54,8 +61,10 @@ def collect(root: Path) -> list[Row]:
         recipe_path = folder / "recipe.yaml"
         recipe = yaml.safe_load(recipe_path.read_text()) if recipe_path.is_file() else {}
         row = rows.setdefault(key, Row(key, _label(recipe, key), recipe.get("group") or ""))
+        row.reference |= bool(recipe.get("reference"))
         row.epochs.add(int(recipe.get("train", {}).get("epochs", 0)))
         row.runs.append(json.loads(metrics_path.read_text()))
+        row.folders.append(folder)
     if not rows:
         raise EsxError(f"no runs (metrics.json files) under {root}; run `esx sweep` first")
     return sorted(rows.values(), key=lambda r: (r.group, r.key))
@@ -114,6 +123,138 @@ def component_tables(rows: list[Row]) -> dict[str, tuple[Table, list[dict[str, A
     return merged
 
 
+#: metrics compared pairwise by default, and the differences whose needed runs are printed
+COMPARED = ("accuracy", "auc", "f1")
+DETECT = (0.01, 0.02)
+
+
+def comparisons(
+    rows: list[Row], references: list[str] | None = None, metrics: tuple[str, ...] = COMPARED
+) -> list[dict[str, Any]]:
+    """Every row against every reference row (``references`` by label, else the rows whose
+    recipe says ``reference: true``), over the runs the two share a folder name with (the
+    same seed, and data seed): the paired difference of each metric with its t-interval,
+    wins/ties/losses and verdict, and how many paired runs would detect 1 and 2 points."""
+    refs = [r for r in rows if (r.label in references if references else r.reference)]
+    if references:
+        missing = sorted(set(references) - {r.label for r in refs})
+        if missing:
+            known = ", ".join(sorted({r.label for r in rows}))
+            raise EsxError(f"--reference {missing[0]!r}: no such row; rows: {known}")
+    out = []
+    for ref in refs:
+        theirs = ref.by_pair()
+        for row in rows:
+            if row is ref:
+                continue
+            mine = row.by_pair()
+            shared = sorted(set(mine) & set(theirs))
+            rec: dict[str, Any] = {
+                "group": row.group,
+                "method": row.label,
+                "reference": ref.label,
+                "pairs": len(shared),
+            }
+            for m in metrics:
+                pairs = [(mine[k]["test"].get(m), theirs[k]["test"].get(m)) for k in shared]
+                pairs = [(a, b) for a, b in pairs if _number(a) and _number(b)]
+                diff = stats.paired([a for a, _ in pairs], [b for _, b in pairs])
+                rec[m] = diff.as_dict()
+                rec[m]["pairs_needed"] = {
+                    f"{round(d * 100)} points": stats.pairs_needed(diff.sd, d)
+                    if diff.n >= 2
+                    else None
+                    for d in DETECT
+                }
+            out.append(rec)
+    return out
+
+
+def per_run(rows: list[Row]) -> list[dict[str, Any]]:
+    """Each run's test accuracy with a 95% bootstrap interval over its test images."""
+    out = []
+    for row in rows:
+        for folder, run in zip(row.folders, row.runs, strict=True):
+            rec = {
+                "group": row.group,
+                "method": row.label,
+                "run": folder.name,
+                "accuracy": run["test"].get("accuracy"),
+            }
+            preds = folder / "predictions.csv"
+            if preds.is_file():
+                import csv
+
+                with preds.open(newline="") as f:
+                    correct = [int(r["label"]) == int(r["pred"]) for r in csv.DictReader(f)]
+                rec["low"], rec["high"] = stats.bootstrap_mean(np.array(correct, dtype=float))
+            out.append(rec)
+    return out
+
+
+def _diff(d: dict[str, Any]) -> str:
+    if d["n"] < 2:
+        return f"{d['mean']:+.4f} ({d['verdict']})" if d["n"] else "-"
+    return (
+        f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] {d['wins']}/{d['ties']}/"
+        f"{d['losses']} {d['verdict']}"
+    )
+
+
+def _comparison_md(records: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[str]:
+    if not records:
+        return [
+            "",
+            "No reference row: mark one with `reference: true` in its recipe or "
+            "name it with `esx report --reference LABEL` to get paired comparisons.",
+        ]
+    first = metrics[0]
+    lines = [
+        "",
+        "## Paired comparisons",
+        "",
+        "Each cell: the mean difference (method − reference) over runs paired by seed "
+        "(and data seed), its 95% t-interval, wins/ties/losses, and a verdict only where "
+        "the interval excludes zero. The last column: how many paired runs a paired "
+        f"t-test (α 0.05, power 80%) needs to detect a true {first} difference of 1 and "
+        "2 points, given the spread of the differences seen here.",
+        "",
+        "| group | method | against | pairs | "
+        + " | ".join(metrics)
+        + f" | runs for 1 / 2 points ({first}) |",
+        "|" + " --- |" * (5 + len(metrics)),
+    ]
+    for r in records:
+        need = r[first]["pairs_needed"]
+        n1, n2 = (need[k] for k in sorted(need))
+        lines.append(
+            f"| {r['group']} | {r['method']} | {r['reference']} | {r['pairs']} | "
+            + " | ".join(_diff(r[m]) for m in metrics)
+            + f" | {n1 if n1 else '-'} / {n2 if n2 else '-'} |"
+        )
+    return lines
+
+
+def _per_run_md(records: list[dict[str, Any]]) -> list[str]:
+    runs = sorted({r["run"] for r in records})
+    lines = [
+        "",
+        "## Per run: test accuracy and its 95% bootstrap interval over test images",
+        "",
+        "| group | method | " + " | ".join(runs) + " |",
+        "|" + " --- |" * (2 + len(runs)),
+    ]
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for r in records:
+        text = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
+        if "low" in r:
+            text += f" [{r['low']:.3f}, {r['high']:.3f}]"
+        cells.setdefault((r["group"], r["method"]), {})[r["run"]] = text
+    for (group, method), row in cells.items():
+        lines.append(f"| {group} | {method} | " + " | ".join(row.get(k, "") for k in runs) + " |")
+    return lines
+
+
 def _fmt(ms: Any, bold: bool = False, digits: int = 4) -> str:
     if not isinstance(ms, tuple):
         return "-" if ms is None else str(ms)
@@ -149,12 +290,21 @@ def _md_table(
 
 
 def markdown(
-    t1: list[dict[str, Any]], extra: dict[str, tuple[Table, list[dict[str, Any]]]], note: str
+    t1: list[dict[str, Any]],
+    extra: dict[str, tuple[Table, list[dict[str, Any]]]],
+    note: str,
+    compared: list[dict[str, Any]] | None = None,
+    runs: list[dict[str, Any]] | None = None,
+    metrics: tuple[str, ...] = COMPARED,
 ) -> str:
     lines = ["# Results", "", note, "", "## Classification (test, mean ± std over seeds)", ""]
     head = ["group", "method", "seeds", "epochs", *CLASSIFICATION]
     lines += _md_table(t1, head, CLASSIFICATION)
     lines += ["", "Bold: the highest mean of its group, where no other row ties it."]
+    if compared is not None:
+        lines += _comparison_md(compared, metrics)
+    if runs:
+        lines += _per_run_md(runs)
     for title, (table, records) in extra.items():
         lines += ["", f"## {title}", ""]
         lines += _md_table(records, ["group", "method", "runs", *table.columns])
@@ -207,11 +357,16 @@ def plot(path: Path, t1: list[dict[str, Any]]) -> None:
     save_png(fig, path, dpi=90)
 
 
-def report(root: Path) -> dict[str, Any]:
-    """Write ``report.md``, ``table1.csv`` (classification), one CSV per component table and
+def report(
+    root: Path, references: list[str] | None = None, metrics: tuple[str, ...] = COMPARED
+) -> dict[str, Any]:
+    """Write ``report.md``, ``table1.csv`` (classification), ``comparisons.csv`` (paired
+    differences against the reference rows), ``runs.csv`` (each run with its interval over
+    test images), one CSV per component table, ``report.json`` with all of them, and
     ``table1.png`` under ``root``; return the Markdown and the records."""
     rows = collect(root)
     t1, extra = classification_table(rows), component_tables(rows)
+    compared, runs = comparisons(rows, references, metrics), per_run(rows)
     epochs = sorted({e for r in rows for e in r.epochs})
     synthetic = {run["data"]["synthetic"] for r in rows for run in r.runs}
     data = {frozenset({True}): "synthetic", frozenset({False}): "real"}.get(
@@ -221,12 +376,47 @@ def report(root: Path) -> dict[str, Any]:
         f"Runs under `{root}`. Epochs: {', '.join(map(str, epochs))}. Data: {data}. "
         "Checkpoints chosen on validation; metrics on the test split."
     )
-    md = markdown(t1, extra, note)
+    md = markdown(t1, extra, note, compared, runs, metrics)
     outputs.write_text(root / "report.md", md)
     _csv(root / "table1.csv", t1)
-    written = ["report.md", "table1.csv", "table1.png"]
+    flat = [
+        {k: v for k, v in r.items() if k not in metrics}
+        | {f"{m}_{k}": v for m in metrics for k, v in r[m].items() if k != "pairs_needed"}
+        | {
+            f"{m}_runs_for_{k.replace(' ', '_')}": v
+            for m in metrics
+            for k, v in r[m]["pairs_needed"].items()
+        }
+        for r in compared
+    ]
+    _csv(root / "comparisons.csv", flat)
+    _csv(root / "runs.csv", runs)
+    outputs.write_json(
+        root / "report.json",
+        {
+            "classification": t1,
+            "comparisons": compared,
+            "runs": runs,
+            "tables": {t: recs for t, (_, recs) in extra.items()},
+        },
+    )
+    written = [
+        "report.md",
+        "table1.csv",
+        "comparisons.csv",
+        "runs.csv",
+        "report.json",
+        "table1.png",
+    ]
     for title, (_, records) in extra.items():
         _csv(root / f"{slug(title)}.csv", records)
         written.append(f"{slug(title)}.csv")
     plot(root / "table1.png", t1)
-    return {"markdown": md, "table1": t1, "tables": extra, "written": written}
+    return {
+        "markdown": md,
+        "table1": t1,
+        "tables": extra,
+        "comparisons": compared,
+        "runs": runs,
+        "written": written,
+    }

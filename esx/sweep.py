@@ -14,7 +14,12 @@ recipe fails in seconds, not hours.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,8 +81,8 @@ def experiment_key(recipe: Recipe) -> str:
     """What a run computes: the resolved recipe (defaults filled in, as a run
     folder's recipe.yaml holds it) without its report labels."""
     data = yaml.safe_load(dump_recipe(recipe))
-    data.pop("label", None)
-    data.pop("group", None)
+    for key in ("label", "group", "reference"):  # report labels, not what the run computes
+        data.pop(key, None)
     return json.dumps(data, sort_keys=True)
 
 
@@ -117,6 +122,89 @@ def finished_runs(out: Path, registry: Registry) -> dict[str, Path]:
     return found
 
 
+def job_slots(jobs: str | int) -> tuple[int, int]:
+    """``--jobs`` as (runs at once, threads per run): ``auto`` gives every core its own run on
+    a CPU (one thread each) and four runs sharing a GPU; N splits the cores among N runs."""
+    import torch
+
+    cores = os.cpu_count() or 1
+    if str(jobs) == "auto":
+        n = min(4, cores) if torch.cuda.is_available() else cores
+    else:
+        try:
+            n = int(jobs)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise EsxError(
+                f"--jobs {jobs!r}: give a whole number of runs at once (1 or more) or 'auto'"
+            )
+    return n, max(1, cores // n)
+
+
+def _command(job: Job, overrides: list[str], resume: bool) -> list[str]:
+    """The ``esx run`` that does a job in its own process."""
+    if resume:
+        return [sys.executable, "-m", "esx", "run", "--resume", str(job.folder), "--quiet"]
+    sets = [x for o in [*overrides, f"seed={job.seed}"] for x in ("--set", o)]
+    return [
+        sys.executable,
+        "-m",
+        "esx",
+        "run",
+        str(job.recipe_path),
+        "--out",
+        str(job.folder),
+        "--overwrite",
+        "--quiet",
+        *sets,
+    ]
+
+
+def _run_one(job: Job, overrides: list[str], threads: int, isolated: bool) -> str | None:
+    """Run or resume one job; None when it finished, else the error."""
+    from esx.trainer import Trainer
+
+    resume = (job.folder / "last.safetensors").is_file()
+    job.folder.mkdir(parents=True, exist_ok=True)
+    if not isolated:
+        try:
+            Trainer(
+                job.recipe, job.folder, Console(quiet=True), recipe_source=str(job.recipe_path)
+            ).run(resume=resume)
+        except Exception as exc:  # the others go on; the error is reported at the end
+            return f"{type(exc).__name__}: {exc}"
+        return None
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    done = subprocess.run(_command(job, overrides, resume), env=env, capture_output=True, text=True)
+    if done.returncode == 0:
+        return None
+    tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-6:]
+    return " ".join(" ".join(tail).split()) or f"exit status {done.returncode}"
+
+
+def _results(
+    todo: list[Job], overrides: list[str], slots: int, threads: int
+) -> Iterator[tuple[Job, str | None]]:
+    """(job, error or None) as each job ends: in this process one by one, or ``slots``
+    ``esx run`` processes at once."""
+    if slots == 1:
+        for job in todo:
+            yield job, _run_one(job, overrides, threads, isolated=False)
+        return
+    with ThreadPoolExecutor(max_workers=slots) as pool:
+        futures = {pool.submit(_run_one, job, overrides, threads, True): job for job in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+@dataclass
+class Outcome:
+    counts: dict[str, int]
+    #: (run folder, error) of every run that failed
+    failed: list[tuple[Path, str]]
+
+
 def run_sweep(
     paths: list[Path],
     seeds: list[int],
@@ -124,48 +212,66 @@ def run_sweep(
     registry: Registry,
     overrides: list[str],
     console: Console,
-) -> dict[str, int]:
-    from esx.trainer import Trainer
-
-    jobs = plan(paths, seeds, out, registry, overrides)
-    counts = {"done": 0, "skipped": 0, "resumed": 0, "reused": 0}
+    jobs: str | int = 1,
+) -> Outcome:
+    """Run every pending job, ``jobs`` at once (``esx run`` processes when more than one);
+    finished runs are skipped, interrupted ones resumed, identical experiments run once and
+    copied, and a failed run is reported at the end while the others go on."""
+    planned = plan(paths, seeds, out, registry, overrides)
+    slots, threads = job_slots(jobs)
+    counts = {"done": 0, "skipped": 0, "resumed": 0, "reused": 0, "failed": 0}
     finished = finished_runs(out, registry)
-    quiet = Console(quiet=True)
-    with Progress(
+    todo: list[Job] = []
+    twins: list[tuple[Job, str]] = []
+    skipped: list[str] = []
+    for job in planned:
+        key = experiment_key(job.recipe)
+        if (job.folder / "metrics.json").is_file():
+            finished.setdefault(key, job.folder)
+            skipped.append(f"skip {job.recipe_path.stem} seed {job.seed}: finished")
+        elif key in finished:
+            twins.append((job, key))
+        else:
+            finished[key] = job.folder
+            todo.append(job)
+    counts["skipped"] = len(skipped)
+    failed: list[tuple[Path, str]] = []
+    columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task("sweep", total=len(jobs))
-        for job in jobs:
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(
+            f"sweep, {slots} at once", total=len(planned), completed=len(skipped)
+        )
+        for line in skipped:
+            progress.console.print(line)
+        started = {job.folder: (job.folder / "last.safetensors").is_file() for job in todo}
+        for job, error in _results(todo, overrides, slots, threads):
             label = f"{job.recipe_path.stem} seed {job.seed}"
-            key = experiment_key(job.recipe)
-            same = finished.get(key)
-            if not (job.folder / "metrics.json").is_file() and same is not None:
-                reuse(same, job)
-                counts["reused"] += 1
-                progress.console.print(f"reuse {label}: the same experiment as {same}")
-                progress.advance(task)
-                continue
-            finished.setdefault(key, job.folder)
-            if (job.folder / "metrics.json").is_file():
-                counts["skipped"] += 1
-                progress.console.print(f"skip {label}: finished")
-                progress.advance(task)
-                continue
-            resume = (job.folder / "last.safetensors").is_file()
-            job.folder.mkdir(parents=True, exist_ok=True)
-            progress.update(task, description=f"{'resume' if resume else 'run'} {label}")
-            m = Trainer(job.recipe, job.folder, quiet, recipe_source=str(job.recipe_path)).run(
-                resume=resume
-            )
-            counts["resumed" if resume else "done"] += 1
-            t = m["test"]
-            progress.console.print(
-                f"{label}: accuracy {t['accuracy']:.4f} f1 {t['f1']:.4f} "
-                f"auc {t['auc'] or float('nan'):.4f}"
-            )
+            if error is None:
+                counts["resumed" if started[job.folder] else "done"] += 1
+                t = json.loads((job.folder / "metrics.json").read_text())["test"]
+                progress.console.print(
+                    f"{label}: accuracy {t['accuracy']:.4f} f1 {t['f1']:.4f} "
+                    f"auc {t['auc'] or float('nan'):.4f}"
+                )
+            else:
+                failed.append((job.folder, error))
+                progress.console.print(f"[red]{label} failed[/] (reported at the end)")
             progress.advance(task)
-    return counts
+        for job, key in twins:
+            source = finished[key]
+            if (source / "metrics.json").is_file():
+                reuse(source, job)
+                counts["reused"] += 1
+                progress.console.print(
+                    f"reuse {job.recipe_path.stem} seed {job.seed}: the same experiment as {source}"
+                )
+            else:
+                failed.append((job.folder, f"the same experiment as {source}, which failed"))
+            progress.advance(task)
+    counts["failed"] = len(failed)
+    return Outcome(counts, failed)

@@ -76,3 +76,16 @@ def test_check_catches_a_broken_aggregator():
 
 def test_tiny_backbone_keeps_the_backbone_contract():
     testing.check_backbone(testing.TinyBackbone)
+
+
+def test_every_builtin_parameter_is_described():
+    """`esx plugins NAME` shows a description for every parameter of esx's own components."""
+    missing = [
+        f"{family} {name}: {param}"
+        for family in CHECKS
+        for name in REG.names(family)
+        if REG.entry(family, name).package == "esx"
+        for param, field in REG.get(family, name).Params.model_fields.items()
+        if not field.description
+    ]
+    assert missing == []

@@ -193,3 +193,37 @@ def test_report_reads_as_a_person_expects(tmp_path):
     assert "| Mine | 1 | 3 | 0.7000 |" in md
     assert "± " not in md.split("## Classification")[1].split("\n", 1)[1]  # one run: no spread
     assert "**0.5000**" not in md  # every row ties on auc: nothing is bold
+
+
+def test_parallel_sweep_reports_a_failed_run_and_finishes_the_others(tmp_path, tiny_recipe):
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    _write(grid, "good", tiny_recipe, "Good", "a")
+    broken = {**tiny_recipe, "data": {"name": "folder", "params": {"root": str(tmp_path / "no")}}}
+    _write(grid, "missing_data", broken, "Missing", "a")
+    out = tmp_path / "runs"
+    res = CliRunner().invoke(
+        app, ["sweep", str(grid), "--seeds", "0,1", "--out", str(out), "--jobs", "2"],
+        env={"COLUMNS": "300"},
+    )  # fmt: skip
+    assert res.exit_code == 1, res.output
+    for seed in (0, 1):
+        assert (out / "good" / f"seed{seed}" / "metrics.json").is_file()
+        assert not (out / "missing_data" / f"seed{seed}" / "metrics.json").exists()
+    text = " ".join(res.output.split())
+    assert "'done': 2" in text and "'failed': 2" in text
+    assert f"failed: {out / 'missing_data' / 'seed0'}" in text and "no samples.csv" in text
+
+
+def test_job_slots():
+    import os
+
+    from esx.errors import EsxError
+    from esx.sweep import job_slots
+
+    cores = os.cpu_count() or 1
+    assert job_slots("1") == (1, cores) and job_slots(2) == (2, max(1, cores // 2))
+    assert job_slots("auto")[1] >= 1
+    for bad in ("0", "many"):
+        with pytest.raises(EsxError, match="--jobs"):
+            job_slots(bad)

@@ -25,7 +25,7 @@ from esx.types import Batch, Targets
 
 
 class EmParams(Params):
-    iterations: int = Field(10, ge=1, le=100)
+    iterations: int = Field(10, ge=1, le=100, description="EM iterations per image")
     prior: float = Field(0.5, gt=0, lt=1, description="prior probability of foreground")
     hard: bool = Field(False, description="threshold the posterior at 0.5")
     eps: float = Field(1e-3, gt=0, lt=0.5, description="clamp of the error rates")

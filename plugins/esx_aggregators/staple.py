@@ -20,7 +20,7 @@ from esx.types import Batch, Targets
 
 
 class StapleParams(Params):
-    max_iterations: int = Field(100, ge=1)
+    max_iterations: int = Field(100, ge=1, description="STAPLE's iteration limit")
     hard: bool = Field(False, description="threshold the probability at 0.5")
 
 

@@ -20,7 +20,7 @@ from esx.interfaces import Backbone, BuildContext, Explainer, Params, normalise_
 
 
 class DeepLiftParams(Params):
-    eps: float = Field(1e-6, gt=0)
+    eps: float = Field(1e-6, gt=0, description="added to max - min in the normalisation")
 
 
 class _Forward(nn.Module):

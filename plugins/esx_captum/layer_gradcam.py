@@ -16,7 +16,7 @@ from esx.interfaces import Backbone, BuildContext, Explainer, Params, normalise_
 
 class CaptumParams(Params):
     relu: bool = Field(False, description="ReLU the map before normalisation")
-    eps: float = Field(1e-6, gt=0)
+    eps: float = Field(1e-6, gt=0, description="added to max - min in the normalisation")
 
 
 class _Split(nn.Module):

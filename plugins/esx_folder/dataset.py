@@ -40,7 +40,7 @@ class FolderParams(Params):
     root: str = Field(description="the dataset folder (holds samples.csv)")
     num_annotators: int = Field(4, ge=1, le=8, description="annotation slots U")
     mean: float = Field(0.5, description="image standardisation: (x - mean) / std, x in [0, 1]")
-    std: float = Field(0.25, gt=0)
+    std: float = Field(0.25, gt=0, description="image standardisation divisor")
     allow_unannotated: bool = Field(
         False, description="let positive images without any mask train on their label only"
     )

@@ -35,7 +35,7 @@ from esx.types import Targets
 class GradCamParams(Params):
     create_graph: bool = Field(True, description="let gradients flow through the channel weights")
     relu: bool = Field(False, description="ReLU before normalisation (RES/GRADIA training: off)")
-    eps: float = Field(1e-6, gt=0)
+    eps: float = Field(1e-6, gt=0, description="added to max - min in the normalisation")
     compare_at: Literal["map", "mask"] = Field(
         "map",
         description="map: masks brought down to the map (RES code, 7x7 at 224 px; see "

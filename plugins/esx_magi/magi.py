@@ -48,8 +48,8 @@ from esx_magi.model import Generator, resize
 
 class MagiParams(Params):
     gen_size: int = Field(56, ge=8, description="generation resolution R (masks are R x R)")
-    z_image: int = Field(16, ge=1)
-    z_annotation: int = Field(16, ge=1)
+    z_image: int = Field(16, ge=1, description="size of the image latent z_I")
+    z_annotation: int = Field(16, ge=1, description="size of the annotation latent z_T")
     z_annotator: int = Field(8, ge=1, description="size of each annotator embedding c_u")
     width: int = Field(16, ge=4, description="channels of the generator's convolutions")
     beta: float = Field(0.01, ge=0, description="weight of the KL terms in L_gen")

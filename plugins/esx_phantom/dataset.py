@@ -55,19 +55,23 @@ class CueSpec(Params):
 
 
 class PhantomParams(Params):
-    image_size: int = Field(224, ge=32, le=1024)
-    n_train: int = Field(100, ge=2)
-    n_val: int = Field(2400, ge=2)
-    n_test: int = Field(2400, ge=2)
-    positive_fraction: float = Field(0.5, gt=0, lt=1)
+    image_size: int = Field(224, ge=32, le=1024, description="side of the square images, px")
+    n_train: int = Field(100, ge=2, description="training images (the paper: 100)")
+    n_val: int = Field(2400, ge=2, description="validation images (the paper: 2400)")
+    n_test: int = Field(2400, ge=2, description="test images (the paper: 2400)")
+    positive_fraction: float = Field(0.5, gt=0, lt=1, description="share of images with a nodule")
     seed: int = Field(0, description="data seed, independent of the training seed")
     lesion_radius: tuple[float, float] = Field((8.0, 16.0), description="px at 224")
-    lesion_contrast: tuple[float, float] = Field((0.35, 0.6))
-    lookalike_prob: float = Field(0.3, ge=0, le=1)
-    noise: float = Field(0.03, ge=0)
+    lesion_contrast: tuple[float, float] = Field((0.35, 0.6), description="nodule brightness range")
+    lookalike_prob: float = Field(
+        0.3, ge=0, le=1, description="P(an elongated look-alike), either class"
+    )
+    noise: float = Field(0.03, ge=0, description="std of the pixel noise")
     annotated_fraction: float = Field(1.0, ge=0, le=1, description="positives with any annotation")
-    annotators: list[AnnotatorSpec] = Field(default_factory=_default_annotators)
-    cue: CueSpec = Field(default_factory=CueSpec)
+    annotators: list[AnnotatorSpec] = Field(
+        default_factory=_default_annotators, description="the simulated annotators, one slot each"
+    )
+    cue: CueSpec = Field(default_factory=CueSpec, description="the spurious corner marker")
     cache: bool = Field(True, description="keep generated samples in memory")
 
     @field_validator("annotators")

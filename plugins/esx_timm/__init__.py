@@ -28,7 +28,7 @@ class TimmParams(Params):
     zero_init_last: bool = Field(
         True, description="timm's zero-init of each residual block's last BN (ResNets only)"
     )
-    drop_rate: float = Field(0.0, ge=0, lt=1)
+    drop_rate: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
     output_stride: int | None = Field(
         None, description="8, 16 or 32; a smaller stride gives larger explanation maps"
     )
