@@ -37,14 +37,19 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-app = typer.Typer(
-    cls=EsxGroup,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain help: no '<bool>' after flags
-    help="Explanation-supervised training from noisy multi-annotator masks.",
-)
+def _typer() -> typer.Typer:
+    """The ``esx`` command group as every ``esx`` app is made."""
+    return typer.Typer(
+        cls=EsxGroup,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,  # plain help: no '<bool>' after flags
+        help="Explanation-supervised training from noisy multi-annotator masks.",
+    )
+
+
+app = _typer()
 
 
 @app.callback()
@@ -384,14 +389,7 @@ def build_app(reg: Any = None) -> typer.Typer:
     """
     from esx.plugins import registry
 
-    full = typer.Typer(
-        cls=EsxGroup,
-        no_args_is_help=True,
-        add_completion=False,
-        pretty_exceptions_enable=False,
-        rich_markup_mode=None,  # plain help: no '<bool>' after flags
-        help=app.info.help,
-    )
+    full = _typer()
     full.registered_callback = app.registered_callback
     full.registered_commands = list(app.registered_commands)
     full.registered_groups = list(app.registered_groups)
