@@ -11,6 +11,7 @@ know which component wrote a table.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import statistics
@@ -183,8 +184,6 @@ def per_run(rows: list[Row]) -> list[dict[str, Any]]:
             }
             preds = folder / "predictions.csv"
             if preds.is_file():
-                import csv
-
                 with preds.open(newline="") as f:
                     correct = [int(r["label"]) == int(r["pred"]) for r in csv.DictReader(f)]
                 rec["low"], rec["high"] = stats.bootstrap_mean(np.array(correct, dtype=float))
