@@ -258,15 +258,31 @@ def sweep(
             "them; 'auto': one per core (CPU) or four sharing the GPU"
         ),
     ] = "1",
+    vary: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="also vary a recipe key, e.g. --vary data.params.seed=0-2 (repeatable; "
+            "the grid is every combination, and the report pairs runs on it)"
+        ),
+    ] = None,
 ) -> None:
-    """Run every recipe for every seed; finished runs are skipped, interrupted ones resumed,
-    a failed run is reported at the end while the others go on."""
+    """Run every recipe for every seed (and varied key); finished runs are skipped,
+    interrupted ones resumed, a failed run is reported at the end while the others go on."""
     from esx.plugins import registry
-    from esx.sweep import run_sweep
+    from esx.sweep import parse_vary, run_sweep
 
     console = Console(soft_wrap=True)
     try:
-        result = run_sweep(recipes, parse_seeds(seeds), out, registry(), set_ or [], console, jobs)
+        result = run_sweep(
+            recipes,
+            parse_seeds(seeds),
+            out,
+            registry(),
+            set_ or [],
+            console,
+            jobs,
+            parse_vary(vary or []),
+        )
     except EsxError as err:
         _fail(err)
     console.print(f"sweep finished: {result.counts}; tables: esx report {out}")

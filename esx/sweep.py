@@ -1,6 +1,8 @@
-"""A grid of recipes × seeds, run one after another into one folder.
+"""A grid of recipes × seeds (× any varied recipe key), run into one folder.
 
-``OUT/<recipe stem>/seed<k>/`` holds each run. A run with ``metrics.json`` is
+``OUT/<recipe stem>/seed<k>/`` holds each run; with ``--vary KEY=VALUES`` the
+folder names the varied values too (``seed<k>_data.params.seed=<v>``), and the
+report pairs runs of different rows on that folder name. A run with ``metrics.json`` is
 skipped; one with ``last.safetensors`` but no ``metrics.json`` (interrupted)
 is resumed; anything else starts afresh. Two recipes that differ only in
 ``label`` and ``group`` (the paper's "Proposed" row sits in both panels of
@@ -13,8 +15,10 @@ recipe fails in seconds, not hours.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +42,50 @@ class Job:
     seed: int
     folder: Path
     recipe: Recipe
+    #: the ``--set`` overrides that make this job (varied keys and the seed)
+    sets: list[str]
+
+
+_VALUE = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def parse_vary(specs: list[str]) -> list[tuple[str, list[str]]]:
+    """``["data.params.seed=0-2"]`` -> ``[("data.params.seed", ["0", "1", "2"])]``.
+
+    Values are a comma list; a whole-number range ``a-b`` expands. They name run folders,
+    so they keep to letters, digits, ``.``, ``_`` and ``-``."""
+    out: list[tuple[str, list[str]]] = []
+    for spec in specs:
+        key, sep, text = spec.partition("=")
+        key = key.strip()
+        if not sep or not key or not text.strip():
+            raise EsxError(
+                f"--vary {spec!r}: write KEY=VALUES, e.g. --vary data.params.seed=0-2 "
+                "or --vary loss.params.lam=0.5,1,2"
+            )
+        if key == "seed":
+            raise EsxError("--vary seed=...: the training seed is varied with --seeds")
+        if key in (k for k, _ in out):
+            raise EsxError(f"--vary {key} given twice; put all its values in one --vary")
+        values: list[str] = []
+        for part in (x.strip() for x in text.split(",")):
+            m = re.fullmatch(r"(\d+)-(\d+)", part)
+            if m and int(m[2]) >= int(m[1]):
+                values += [str(v) for v in range(int(m[1]), int(m[2]) + 1)]
+            elif part and _VALUE.fullmatch(part):
+                values.append(part)
+            else:
+                raise EsxError(
+                    f"--vary {spec!r}: value {part!r} cannot name a run folder; "
+                    "use letters, digits, '.', '_' and '-' (a range is written 0-4)"
+                )
+        out.append((key, list(dict.fromkeys(values))))
+    return out
+
+
+def folder_name(seed: int, varied: list[tuple[str, str]]) -> str:
+    """``seed3`` or ``seed3_data.params.seed=1``: the name that pairs runs across rows."""
+    return "".join([f"seed{seed}", *(f"_{k}={v}" for k, v in varied)])
 
 
 def expand(paths: list[Path]) -> list[Path]:
@@ -56,7 +104,12 @@ def expand(paths: list[Path]) -> list[Path]:
 
 
 def plan(
-    paths: list[Path], seeds: list[int], out: Path, registry: Registry, overrides: list[str]
+    paths: list[Path],
+    seeds: list[int],
+    out: Path,
+    registry: Registry,
+    overrides: list[str],
+    vary: list[tuple[str, list[str]]] = (),
 ) -> list[Job]:
     problems: list[str] = []
     jobs: list[Job] = []
@@ -64,14 +117,17 @@ def plan(
     stems = [p.stem for p in recipes]
     if len(set(stems)) != len(stems):
         raise EsxError(f"two recipes share a file name, their runs would collide: {stems}")
+    keys = [k for k, _ in vary]
+    grid = [list(zip(keys, c, strict=True)) for c in itertools.product(*(v for _, v in vary))]
     for path in recipes:
-        for seed in seeds:
+        for varied, seed in itertools.product(grid, seeds):
+            sets = [*(f"{k}={v}" for k, v in varied), f"seed={seed}"]
             try:
-                r = load_recipe(path, registry, [*overrides, f"seed={seed}"])
-            except RecipeError as exc:
+                r = load_recipe(path, registry, [*overrides, *sets])
+            except RecipeError as exc:  # one report per recipe, not one per grid point
                 problems += exc.problems
                 break
-            jobs.append(Job(path, seed, out / path.stem / f"seed{seed}", r))
+            jobs.append(Job(path, seed, out / path.stem / folder_name(seed, varied), r, sets))
     if problems:
         raise RecipeError(problems, "sweep")
     return jobs
@@ -146,7 +202,7 @@ def _command(job: Job, overrides: list[str], resume: bool) -> list[str]:
     """The ``esx run`` that does a job in its own process."""
     if resume:
         return [sys.executable, "-m", "esx", "run", "--resume", str(job.folder), "--quiet"]
-    sets = [x for o in [*overrides, f"seed={job.seed}"] for x in ("--set", o)]
+    sets = [x for o in [*overrides, *job.sets] for x in ("--set", o)]
     return [
         sys.executable,
         "-m",
@@ -213,11 +269,12 @@ def run_sweep(
     overrides: list[str],
     console: Console,
     jobs: str | int = 1,
+    vary: list[tuple[str, list[str]]] = (),
 ) -> Outcome:
     """Run every pending job, ``jobs`` at once (``esx run`` processes when more than one);
     finished runs are skipped, interrupted ones resumed, identical experiments run once and
     copied, and a failed run is reported at the end while the others go on."""
-    planned = plan(paths, seeds, out, registry, overrides)
+    planned = plan(paths, seeds, out, registry, overrides, vary)
     slots, threads = job_slots(jobs)
     counts = {"done": 0, "skipped": 0, "resumed": 0, "reused": 0, "failed": 0}
     finished = finished_runs(out, registry)
@@ -228,7 +285,7 @@ def run_sweep(
         key = experiment_key(job.recipe)
         if (job.folder / "metrics.json").is_file():
             finished.setdefault(key, job.folder)
-            skipped.append(f"skip {job.recipe_path.stem} seed {job.seed}: finished")
+            skipped.append(f"skip {job.recipe_path.stem} {job.folder.name}: finished")
         elif key in finished:
             twins.append((job, key))
         else:
@@ -250,7 +307,7 @@ def run_sweep(
             progress.console.print(line)
         started = {job.folder: (job.folder / "last.safetensors").is_file() for job in todo}
         for job, error in _results(todo, overrides, slots, threads):
-            label = f"{job.recipe_path.stem} seed {job.seed}"
+            label = f"{job.recipe_path.stem} {job.folder.name}"
             if error is None:
                 counts["resumed" if started[job.folder] else "done"] += 1
                 t = json.loads((job.folder / "metrics.json").read_text())["test"]
@@ -267,9 +324,8 @@ def run_sweep(
             if (source / "metrics.json").is_file():
                 reuse(source, job)
                 counts["reused"] += 1
-                progress.console.print(
-                    f"reuse {job.recipe_path.stem} seed {job.seed}: the same experiment as {source}"
-                )
+                name = f"{job.recipe_path.stem} {job.folder.name}"
+                progress.console.print(f"reuse {name}: the same experiment as {source}")
             else:
                 failed.append((job.folder, f"the same experiment as {source}, which failed"))
             progress.advance(task)

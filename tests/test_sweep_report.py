@@ -125,7 +125,7 @@ def test_same_experiment_under_two_labels_runs_once(tmp_path, tiny_recipe):
     out = tmp_path / "runs"
     res = CliRunner().invoke(app, ["sweep", str(grid), "--out", str(out)], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    assert "reuse b_x seed 0: the same experiment as" in res.output and "'reused': 1" in res.output
+    assert "reuse b_x seed0: the same experiment as" in res.output and "'reused': 1" in res.output
     a = json.loads((out / "a_x" / "seed0" / "metrics.json").read_text())
     b = json.loads((out / "b_x" / "seed0" / "metrics.json").read_text())
     assert a["test"] == b["test"] and b["run"]["same_as"].endswith("seed0")
@@ -152,7 +152,7 @@ def test_reuse_spans_sweeps_into_one_folder(tmp_path, tiny_recipe):
         env={"COLUMNS": "200"},
     )
     assert second.exit_code == 0, second.output
-    assert "reuse b_x seed 0: the same experiment as" in second.output
+    assert "reuse b_x seed0: the same experiment as" in second.output
     assert "'done': 1" in second.output and "'reused': 1" in second.output
     a = json.loads((out / "a_x" / "seed0" / "metrics.json").read_text())
     b = json.loads((out / "b_x" / "seed0" / "metrics.json").read_text())
@@ -227,3 +227,54 @@ def test_job_slots():
     for bad in ("0", "many"):
         with pytest.raises(EsxError, match="--jobs"):
             job_slots(bad)
+
+
+def test_vary_a_recipe_key_pairs_runs_on_it(tmp_path, tiny_recipe):
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    _write(grid, "base", {**tiny_recipe, "loss": {"name": "none"}, "reference": True}, "B", "a")
+    _write(grid, "oracle", {**tiny_recipe, "aggregator": {"name": "oracle"}}, "O", "a")
+    out = tmp_path / "runs"
+    args = ["sweep", str(grid), "--seeds", "0", "--vary", "data.params.seed=3-4", "--out", str(out)]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    for name in ("base", "oracle"):
+        folders = sorted(p.name for p in (out / name).iterdir())
+        assert folders == ["seed0_data.params.seed=3", "seed0_data.params.seed=4"]
+        for v in (3, 4):
+            saved = yaml.safe_load(
+                (out / name / f"seed0_data.params.seed={v}" / "recipe.yaml").read_text()
+            )
+            assert saved["data"]["params"]["seed"] == v and saved["seed"] == 0
+    # the two data draws are different images
+    preds = [
+        (out / "base" / f"seed0_data.params.seed={v}" / "predictions.csv").read_text()
+        for v in (3, 4)
+    ]
+    assert preds[0] != preds[1]
+    rep = CliRunner().invoke(app, ["report", str(out)])
+    assert rep.exit_code == 0, rep.output
+    cmp = json.loads((out / "report.json").read_text())["comparisons"]
+    assert [(c["method"], c["reference"], c["pairs"]) for c in cmp] == [("O", "B", 2)]
+    again = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert again.output.count("finished") >= 4, again.output
+
+
+def test_parse_vary():
+    from esx.errors import EsxError
+    from esx.sweep import folder_name, parse_vary
+
+    assert parse_vary(["data.params.seed=0-2", "loss.params.lam=0.5,1"]) == [
+        ("data.params.seed", ["0", "1", "2"]),
+        ("loss.params.lam", ["0.5", "1"]),
+    ]
+    assert folder_name(2, [("data.params.seed", "1")]) == "seed2_data.params.seed=1"
+    for bad, says in (
+        ("data.params.seed", "KEY=VALUES"),
+        ("seed=0-3", "--seeds"),
+        ("data.params.root=/a/b", "cannot name a run folder"),
+    ):
+        with pytest.raises(EsxError, match=says):
+            parse_vary([bad])
+    with pytest.raises(EsxError, match="twice"):
+        parse_vary(["a.b=1", "a.b=2"])
