@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from esx.contracts import call
 from esx.errors import DataMissingError, EsxError
 from esx.interfaces import Aggregator, Backbone, BuildContext, Component, Dataset, Explainer, Loss
 from esx.recipe import DataSpec, Recipe
@@ -78,6 +79,8 @@ def build(recipe: Recipe, device: torch.device) -> Components:
     explainer = recipe.explainer.build(ctx)
     ev = recipe.eval.explainer
     eval_explainer = ev.build(ctx) if ev is not None else explainer
+    for ex in {id(e): e for e in (explainer, eval_explainer)}.values():
+        call(ex, ex.bind, backbone)
     aggregator = recipe.aggregator.build(ctx).to(device)
     loss = recipe.loss.build(ctx).to(device)
     if loss.uses_explanation and not explainer.differentiable:
@@ -86,6 +89,21 @@ def build(recipe: Recipe, device: torch.device) -> Components:
             f"{recipe.loss.name!r} cannot train through it; use a differentiable explainer "
             "for training (see `esx plugins`) and put this one under eval.explainer"
         )
+    if loss.needs_input_gradient and not explainer.input_gradient:
+        known = [n for n, e in _explainers().items() if e.input_gradient]
+        raise EsxError(
+            f"loss {recipe.loss.name!r} penalises input gradients, but explainer "
+            f"{recipe.explainer.name!r} does not compute them; set explainer.name to one that "
+            f"does ({', '.join(known) or 'none installed'}) and keep {recipe.explainer.name!r} "
+            "under eval.explainer to measure the maps"
+        )
     return Components(
         dataset, backbone, explainer, eval_explainer, aggregator, loss, ctx, data, fallback
     )
+
+
+def _explainers() -> dict[str, type[Explainer]]:
+    from esx.plugins import registry
+
+    reg = registry()
+    return {n: reg.get("explainer", n) for n in reg.names("explainer")}

@@ -169,7 +169,7 @@ def _results_table(metrics: dict) -> RichTable:
     table.add_column("value", justify="right")
     for k, v in metrics["test"].items():
         table.add_row(k, "n/a" if v is None else f"{v:.4f}")
-    for k in ("iou", "precision", "recall"):
+    for k in ("epg", "epg_ratio", "pointing", "pr_auc", "iou"):
         if k in metrics.get("explanation", {}):
             table.add_row(f"explanation {k}", f"{metrics['explanation'][k]:.4f}")
     return table
@@ -302,15 +302,37 @@ def report_cmd(
             "the rows whose recipe says reference: true)"
         ),
     ] = None,
+    html: Annotated[
+        bool,
+        typer.Option(
+            "--html",
+            help="also write report.html: one self-contained page with the tables, "
+            "intervals, per-run plots and the figures of the runs --show picks",
+        ),
+    ] = False,
+    show: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="runs whose overlays and component figures the HTML page shows, as globs "
+            "under the folder, e.g. --show 'a_magi/seed0*' (repeatable; default: each "
+            "row's first run)"
+        ),
+    ] = None,
 ) -> None:
     """Classification, paired comparisons with confidence intervals, every component's
-    tables (Markdown, CSV, JSON) and a plot, from a folder of runs."""
+    tables (Markdown, CSV, JSON, and with --html a page) and a plot, from a folder of runs.
+    Given one run's folder with --html, rebuilds that run's report.html."""
     from esx.report import report
 
     if not runs.is_dir():
         _fail(EsxError(f"no such folder: {runs}"))
+    if html and (runs / "metrics.json").is_file():
+        from esx.html import write_run_page
+
+        typer.echo(f"wrote {write_run_page(runs)}")
+        return
     try:
-        result = report(runs, reference or None)
+        result = report(runs, reference or None, html=html, show=show)
     except EsxError as err:
         _fail(err)
     typer.echo(result["markdown"])

@@ -175,14 +175,30 @@ def targets(component: Any, out: Any, masks: Tensor, annotated: Tensor) -> None:
 
 
 def maps(component: Any, value: Any, n: int) -> None:
-    """An explainer's maps: ``(N, h, w)``, finite, min-max normalised to [0, 1]."""
+    """An explainer's maps: ``(N, h, w)``, finite, min-max normalised to [0, 1] (or, for an
+    explainer whose ``normalised`` is False, non-negative)."""
     _require(
         component,
         isinstance(value, Tensor) and value.ndim == 3 and value.shape[0] == n,
         f"explain must return maps (B, h, w) with B = {n}",
         lambda: _shape(value),
     )
-    _range(component, value.detach().float(), "the maps")
+    if getattr(component, "normalised", True):
+        _range(component, value.detach().float(), "the maps")
+        return
+    v = value.detach().float()
+    _require(
+        component,
+        bool(torch.isfinite(v).all()),
+        "the maps must be finite",
+        lambda: "NaN or Inf values",
+    )
+    _require(
+        component,
+        v.numel() == 0 or float(v.min()) >= 0,
+        "unnormalised maps must be non-negative",
+        lambda: f"minimum {float(v.min()):.4g}",
+    )
 
 
 def scalar(component: Any, value: Any, what: str) -> None:

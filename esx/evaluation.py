@@ -18,19 +18,38 @@ from esx import distributed as dist
 from esx.build import Components
 from esx.contracts import call
 from esx.data import collate
-from esx.metrics import classification, map_overlap
+from esx.interfaces import normalise_maps
+from esx.metrics import classification, localisation, summarise_localisation
 from esx.runtime import Runtime
 from esx.types import Table
 
 
+def explainers(c: Components) -> dict[str, Any]:
+    """The explainers whose maps are measured: the evaluation explainer first, then the
+    training explainer when it is another one."""
+    out = {c.eval_explainer.component_name: c.eval_explainer}
+    if c.explainer is not c.eval_explainer:
+        name = c.explainer.component_name
+        out[name if name not in out else f"{name} (training)"] = c.explainer
+    return out
+
+
 @torch.no_grad()
 def predict(
-    c: Components, rt: Runtime, dl: Any, progress: Any, label: str, threshold: float | None = None
+    c: Components,
+    rt: Runtime,
+    dl: Any,
+    progress: Any,
+    label: str,
+    threshold: float | None = None,
+    tolerance: float = 0,
 ) -> dict[str, Any]:
-    """Probabilities and predictions of a split; with ``threshold``, the overlap of the
-    evaluation explainer's maps with the true masks of the positives."""
+    """Probabilities and predictions of a split; with ``threshold``, how each explainer's
+    maps (:func:`explainers`) localise the true masks of the positives."""
     c.backbone.eval()
-    probs, labels, preds, idx, losses, overlap = [], [], [], [], [], []
+    measured = explainers(c) if threshold is not None else {}
+    probs, labels, preds, idx, losses = [], [], [], [], []
+    overlap: dict[str, list[torch.Tensor]] = {name: [] for name in measured}
     task = progress.add_task(label, total=len(dl)) if progress else None
     for batch in dl:
         batch = batch.to(rt.device, non_blocking=True)
@@ -43,18 +62,18 @@ def predict(
         preds.append(pred.cpu()), idx.append(batch.index.cpu())
         if threshold is not None and batch.truth is not None:
             rows = (batch.label > 0) & (batch.truth.flatten(1).amax(1) > 0)
-            if rows.any():
-                ex = c.eval_explainer
-                m = call(ex, ex.explain, c.backbone, batch.image[rows], pred[rows])
-                overlap.append(map_overlap(m.detach(), batch.truth[rows, 0], threshold).cpu())
+            for name, ex in measured.items() if rows.any() else ():
+                m = call(ex, ex.explain, c.backbone, batch.image[rows], pred[rows]).detach()
+                m = m if ex.normalised else normalise_maps(m)
+                truth = batch.truth[rows, 0]
+                overlap[name].append(localisation(m, truth, threshold, tolerance).cpu())
         if progress:
             progress.advance(task)
     if progress:
         progress.remove_task(task)
     parts = dist.gather((probs, labels, preds, idx, losses, overlap), rt.world)
-    probs, labels, preds, idx, losses, overlap = (
-        [x for part in parts for x in part[i]] for i in range(6)
-    )
+    probs, labels, preds, idx, losses = ([x for part in parts for x in part[i]] for i in range(5))
+    overlap = {name: [x for part in parts for x in part[5][name]] for name in measured}
     order = torch.cat(idx).argsort()  # the split's order, whatever the sharding
     out = {
         "prob": torch.cat(probs)[order].numpy(),
@@ -64,17 +83,20 @@ def predict(
     }
     out["metrics"] = classification(out["label"], out["prob"], out["pred"])
     out["metrics"]["loss"] = sum(losses) / max(1, len(out["label"]))
-    if overlap:
-        ov = torch.cat(overlap)
-        out["explanation"] = {
-            "iou": float(ov[:, 0].mean()),
-            "precision": float(ov[:, 1].mean()),
-            "recall": float(ov[:, 2].mean()),
-            "threshold": threshold,
-            "images": int(ov.shape[0]),
-            "class": "predicted",
-            "explainer": c.eval_explainer.component_name,
+    found = {name: torch.cat(rows) for name, rows in overlap.items() if rows}
+    if found:
+        out["explanations"] = {
+            name: {
+                **summarise_localisation(per_image),
+                "threshold": threshold,
+                "pointing_tolerance": tolerance,
+                "images": int(per_image.shape[0]),
+                "class": "predicted",
+                "explainer": name,
+            }
+            for name, per_image in found.items()
         }
+        out["explanation"] = out["explanations"][c.eval_explainer.component_name]
     return out
 
 
@@ -111,6 +133,7 @@ def write_results(
     metrics = {
         "test": {k: v for k, v in test["metrics"].items() if k != "loss"},
         "explanation": test.get("explanation", {}),
+        **({"explanations": test["explanations"]} if len(test.get("explanations", {})) > 1 else {}),
         "validation": best,
         "data": {
             "name": info.name,
@@ -178,6 +201,7 @@ def figures(
     with torch.no_grad():
         pred = c.backbone(batch.image).argmax(1)
     maps = c.eval_explainer.explain(c.backbone, batch.image, pred).detach()
+    maps = maps if c.eval_explainer.normalised else normalise_maps(maps)
     overlays(out / "overlays.png", batch, maps.cpu(), pred.cpu(), c.eval_explainer.component_name)
     for _, comp in c.each():
         call(comp, comp.figures, out, batch)

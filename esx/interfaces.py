@@ -130,6 +130,23 @@ class Backbone(nn.Module, Component):
         return self.forward_head(self.forward_features(image))
 
 
+def find_layer(backbone: nn.Module, name: str) -> nn.Module:
+    """The backbone's submodule called ``name`` (``layer3``) or whose dotted name ends with
+    it (``model.layer3``); one clear error when there is none or more than one."""
+    found = [(n, m) for n, m in backbone.named_modules() if n == name or n.endswith("." + name)]
+    exact = [(n, m) for n, m in found if n == name]
+    if len(exact) == 1 or len(found) == 1:
+        return (exact or found)[0][1]
+    if found:
+        raise ValueError(
+            f"layer {name!r} is ambiguous: {[n for n, _ in found]}; give the full name"
+        )
+    top = [n.split(".", 1)[-1] for n, _ in backbone.named_modules() if n and n.count(".") <= 1]
+    raise ValueError(
+        f"layer {name!r} is not a module of the backbone; its top modules: {', '.join(top[:24])}"
+    )
+
+
 def normalise_maps(maps: Tensor, eps: float = 1e-6) -> Tensor:
     """Per-image min-max normalisation of ``(B, h, w)`` maps to [0, 1]:
     ``(m - min) / (max - min + eps)``, what every explainer returns."""
@@ -148,6 +165,13 @@ class Explainer(Component):
     """
 
     differentiable: ClassVar[bool] = False
+    #: True: maps min-max normalised to [0, 1] (Grad-CAM and the like). False: maps are
+    #: non-negative and keep their scale (squared input gradients, for RRR); evaluation
+    #: normalises them before measuring or drawing them.
+    normalised: ClassVar[bool] = True
+    #: True: the maps are gradients with respect to the input, so the training step makes
+    #: the image require gradients before its one forward and passes that same tensor.
+    input_gradient: ClassVar[bool] = False
     #: Set by the trainer before each step: under fp16 mixed precision, a
     #: differentiable explainer multiplies the class score by it before
     #: ``autograd.grad`` and divides the gradients by it, so they do not
@@ -156,6 +180,10 @@ class Explainer(Component):
 
     def __init__(self, params: Params, context: BuildContext) -> None:
         self.params = params
+
+    def bind(self, backbone: Backbone) -> None:
+        """Called once the backbone is built, before its first forward: an explainer that
+        reads an inner layer registers its forward hooks here (the default does nothing)."""
 
     def explain(
         self,
@@ -167,7 +195,8 @@ class Explainer(Component):
         logits: Tensor | None = None,
         create_graph: bool = False,
     ) -> Tensor:
-        """Return ``(B, h, w)`` maps, each min-max normalised to [0, 1]."""
+        """Return ``(B, h, w)`` maps, each min-max normalised to [0, 1] (or non-negative,
+        with :attr:`normalised` False)."""
         raise NotImplementedError
 
     def match(self, maps: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
@@ -219,6 +248,9 @@ class Loss(nn.Module, Component):
     """
 
     uses_explanation: ClassVar[bool] = True
+    #: True: the loss reads the scale of input-gradient maps (RRR), so the recipe's
+    #: explainer must have ``input_gradient`` (checked when the run is built).
+    needs_input_gradient: ClassVar[bool] = False
 
     def __init__(self, params: Params, context: BuildContext) -> None:
         super().__init__()

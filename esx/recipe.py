@@ -101,6 +101,11 @@ class TrainSpec(_Strict):
 
 class EvalSpec(_Strict):
     threshold: float = Field(0.5, ge=0, le=1, description="map threshold for explanation IoU")
+    pointing_tolerance: float = Field(
+        0,
+        ge=0,
+        description="pointing game: a map's maximum within this many pixels of the mask hits",
+    )
     overlays: int = Field(6, ge=0, description="test images drawn in overlays.png")
     explainer: ComponentSpec | None = Field(
         None, description="explainer for evaluation maps; default: the training explainer"

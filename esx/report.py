@@ -191,7 +191,8 @@ def per_run(rows: list[Row]) -> list[dict[str, Any]]:
     return out
 
 
-def _diff(d: dict[str, Any]) -> str:
+def diff_text(d: dict[str, Any]) -> str:
+    """A paired difference as one cell: mean [interval] wins/ties/losses verdict."""
     if d["n"] < 2:
         return f"{d['mean']:+.4f} ({d['verdict']})" if d["n"] else "-"
     return (
@@ -228,14 +229,14 @@ def _comparison_md(records: list[dict[str, Any]], metrics: tuple[str, ...]) -> l
         n1, n2 = (need[k] for k in sorted(need))
         lines.append(
             f"| {r['group']} | {r['method']} | {r['reference']} | {r['pairs']} | "
-            + " | ".join(_diff(r[m]) for m in metrics)
+            + " | ".join(diff_text(r[m]) for m in metrics)
             + f" | {n1 if n1 else '-'} / {n2 if n2 else '-'} |"
         )
     return lines
 
 
 def _per_run_md(records: list[dict[str, Any]]) -> list[str]:
-    runs = sorted({r["run"] for r in records})
+    runs, cells = run_cells(records)
     lines = [
         "",
         "## Per run: test accuracy and its 95% bootstrap interval over test images",
@@ -243,15 +244,21 @@ def _per_run_md(records: list[dict[str, Any]]) -> list[str]:
         "| group | method | " + " | ".join(runs) + " |",
         "|" + " --- |" * (2 + len(runs)),
     ]
+    for (group, method), row in cells.items():
+        lines.append(f"| {group} | {method} | " + " | ".join(row.get(k, "") for k in runs) + " |")
+    return lines
+
+
+def run_cells(records: list[dict[str, Any]]) -> tuple[list[str], dict[tuple[str, str], dict]]:
+    """The per-run table: run names (columns) and, per (group, method), each run's cell."""
+    runs = sorted({r["run"] for r in records})
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for r in records:
         text = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
         if "low" in r:
             text += f" [{r['low']:.3f}, {r['high']:.3f}]"
         cells.setdefault((r["group"], r["method"]), {})[r["run"]] = text
-    for (group, method), row in cells.items():
-        lines.append(f"| {group} | {method} | " + " | ".join(row.get(k, "") for k in runs) + " |")
-    return lines
+    return runs, cells
 
 
 def _fmt(ms: Any, bold: bool = False, digits: int = 4) -> str:
@@ -356,13 +363,32 @@ def plot(path: Path, t1: list[dict[str, Any]]) -> None:
     save_png(fig, path, dpi=90)
 
 
+def shown_runs(root: Path, rows: list[Row], patterns: list[str] | None) -> list[Path]:
+    """The run folders whose figures a sweep's HTML page embeds: those matching any of
+    ``patterns`` (globs relative to ``root``, e.g. ``a_magi/seed0``), else each row's
+    first run."""
+    if patterns is None:
+        return [sorted(r.folders)[0] for r in rows]
+    found = [f for r in rows for f in r.folders]
+    out = [f for f in found if any(f.relative_to(root).match(p) for p in patterns)]
+    if not out:
+        some = ", ".join(str(f.relative_to(root)) for f in found[:3])
+        raise EsxError(f"--show {patterns}: no run folder under {root} matches; e.g. {some}")
+    return sorted(out)
+
+
 def report(
-    root: Path, references: list[str] | None = None, metrics: tuple[str, ...] = COMPARED
+    root: Path,
+    references: list[str] | None = None,
+    metrics: tuple[str, ...] = COMPARED,
+    html: bool = False,
+    show: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write ``report.md``, ``table1.csv`` (classification), ``comparisons.csv`` (paired
     differences against the reference rows), ``runs.csv`` (each run with its interval over
     test images), one CSV per component table, ``report.json`` with all of them, and
-    ``table1.png`` under ``root``; return the Markdown and the records."""
+    ``table1.png`` under ``root`` (with ``html``, also ``report.html`` embedding the
+    figures of the runs ``show`` selects); return the Markdown and the records."""
     rows = collect(root)
     t1, extra = classification_table(rows), component_tables(rows)
     compared, runs = comparisons(rows, references, metrics), per_run(rows)
@@ -411,7 +437,7 @@ def report(
         _csv(root / f"{slug(title)}.csv", records)
         written.append(f"{slug(title)}.csv")
     plot(root / "table1.png", t1)
-    return {
+    result = {
         "markdown": md,
         "table1": t1,
         "tables": extra,
@@ -419,3 +445,10 @@ def report(
         "runs": runs,
         "written": written,
     }
+    if html:
+        from esx.html import write_sweep_page
+
+        shown = shown_runs(root, rows, show)
+        write_sweep_page(root, result, note, metrics, shown, CLASSIFICATION, data)
+        written.append("report.html")
+    return result

@@ -33,6 +33,8 @@ class StepModule(torch.nn.Module):
 
     def forward(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, float]]:
         bb, agg = self.backbone, self.aggregator
+        if self.loss.uses_explanation and self.explainer.input_gradient:
+            batch.image.requires_grad_(True)  # the maps are d(output)/d(image) of this forward
         features = call(bb, bb.forward_features, batch.image)
         logits = call(bb, bb.forward_head, features)
         if self.check:

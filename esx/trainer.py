@@ -28,7 +28,7 @@ import torch
 from rich.console import Console
 from torch.utils.data import DistributedSampler
 
-from esx import __version__, checkpoint, evaluation, outputs, runlog
+from esx import __version__, checkpoint, evaluation, html, outputs, runlog
 from esx import distributed as dist
 from esx.build import build
 from esx.contracts import ComponentError, ContractError, RunFailed
@@ -224,7 +224,13 @@ class Trainer:
         self.c.load(outputs.load_state(self.out / "best.safetensors"))
         e, t = self.recipe.eval, self.recipe.train
         test = evaluation.predict(
-            self.c, self.rt, self._eval_loader("test"), progress, "test", threshold=e.threshold
+            self.c,
+            self.rt,
+            self._eval_loader("test"),
+            progress,
+            "test",
+            threshold=e.threshold,
+            tolerance=e.pointing_tolerance,
         )
         if not self.rt.world.main:
             return {}
@@ -248,6 +254,7 @@ class Trainer:
         if not t.keep_last_checkpoint:
             (self.out / checkpoint.LAST).unlink(missing_ok=True)
         evaluation.figures(self.out, self.c, self.rt.device, e.overlays, test)
+        html.write_run_page(self.out)
         return metrics
 
     def _train_loader(self, shuffle: torch.Generator) -> Any:

@@ -29,6 +29,11 @@ def registry():
 @pytest.fixture
 def tiny_recipe() -> dict:
     """A valid recipe mapping for a run of a second or two."""
+    return tiny()
+
+
+def tiny() -> dict:
+    """The ``tiny_recipe`` fixture's mapping, for module-scoped fixtures."""
     return {
         "version": 1,
         "seed": 0,

@@ -44,6 +44,9 @@ def _spec(family: str, name: str, tmp_path) -> dict:
 def test_every_aggregator_with_every_loss(aggregator, loss, tiny_recipe, tmp_path):
     tiny_recipe["aggregator"] = _spec("aggregator", aggregator, tmp_path)
     tiny_recipe["loss"] = _spec("loss", loss, tmp_path)
+    if REG.get("loss", loss).needs_input_gradient:  # rrr: the explainer that can feed it
+        grads = [n for n in REG.names("explainer") if REG.get("explainer", n).input_gradient]
+        tiny_recipe["explainer"] = _spec("explainer", grads[0], tmp_path)
     t = Trainer(validate_recipe(tiny_recipe, REG), tmp_path)
     before = [p.detach().clone() for p in t.c.backbone.parameters()]
     for seed in range(2):

@@ -16,6 +16,15 @@ mode batch-1 pass, and the whole batch at once. Masks reach the map by
 mask by its largest cell as original GRADIA does, so a lesion smaller than a
 cell still has a target of 1 where it lies (docs/phantom.md shows why that
 matters).
+
+``layer`` explains an inner module instead (``layer3`` of a ResNet, found by
+name in any timm CNN): a forward hook keeps that module's activations from
+the step's own forward, so it is still one forward per step; the gradient
+then runs from the logits back through the later stages, which is what
+guiding at a finer map costs (``benchmarks/step_cost.py --layer``). For a
+ResNet at 224 px, ``layer3`` gives 14x14 maps and ``layer2`` 28x28; at 112
+px with ``output_stride: 16`` (the CPU recipes) ``layer3`` is 7x7 like the
+output and ``layer2`` is 14x14.
 """
 
 from __future__ import annotations
@@ -27,12 +36,17 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from esx.interfaces import Backbone, BuildContext, Explainer, Params, normalise_maps
+from esx.interfaces import Backbone, BuildContext, Explainer, Params, find_layer, normalise_maps
 from esx.masks import area_downsample
 from esx.types import Targets
 
 
 class GradCamParams(Params):
+    layer: str | None = Field(
+        None,
+        description="module to explain, by name (e.g. layer3, or model.layer3); default: "
+        "the backbone's feature output",
+    )
     create_graph: bool = Field(True, description="let gradients flow through the channel weights")
     relu: bool = Field(False, description="ReLU before normalisation (RES/GRADIA training: off)")
     eps: float = Field(1e-6, gt=0, description="added to max - min in the normalisation")
@@ -107,6 +121,25 @@ class GradCam(Explainer):
 
     def __init__(self, params: GradCamParams, context: BuildContext) -> None:
         super().__init__(params, context)
+        self._bound: Backbone | None = None
+        self._hook: torch.utils.hooks.RemovableHandle | None = None
+        self._acts: Tensor | None = None
+
+    def bind(self, backbone: Backbone) -> None:
+        """With ``layer``: keep that module's output of every forward (one hook)."""
+        if self.params.layer is None:
+            return
+        module = find_layer(backbone, self.params.layer)
+        if self._hook is not None:
+            self._hook.remove()
+        self._hook = module.register_forward_hook(self._keep)
+        self._bound = backbone
+
+    def _keep(self, module: torch.nn.Module, inputs: object, output: Tensor) -> None:
+        if isinstance(output, Tensor):
+            if torch.is_grad_enabled() and not output.requires_grad:
+                output.requires_grad_(True)  # a frozen backbone: Grad-CAM still needs dA
+            self._acts = output
 
     def explain(
         self,
@@ -119,14 +152,30 @@ class GradCam(Explainer):
         create_graph: bool = False,
     ) -> Tensor:
         p = self.params
+        if p.layer is not None and self._bound is not backbone:
+            self.bind(backbone)
+            features = None  # the hook was not in place for the caller's forward
         with torch.enable_grad():
             if features is None:
+                self._acts = None
                 features = backbone.forward_features(image)
                 if not features.requires_grad:
                     features.requires_grad_(True)
                 logits = backbone.forward_head(features)
+            explained = features
+            if p.layer is not None:
+                explained, self._acts = self._acts, None
+                if explained is None or explained.shape[0] != image.shape[0]:
+                    raise RuntimeError(
+                        f"layer {p.layer!r} did not run in the backbone's forward for this batch"
+                    )
+                if explained.dim() != 4:
+                    raise ValueError(
+                        f"layer {p.layer!r} gives {tuple(explained.shape)}; Grad-CAM needs "
+                        "(B, K, h, w) activations: choose a convolutional stage"
+                    )
             cam = gradcam(
-                features,
+                explained,
                 logits,
                 classes,
                 create_graph=create_graph and p.create_graph,

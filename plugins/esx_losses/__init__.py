@@ -1,11 +1,13 @@
 """Built-in explanation-supervision losses."""
 
 import esx
+from esx_losses.energy import Energy
 from esx_losses.gradia import Gradia
 from esx_losses.haics import Haics
 from esx_losses.none import NoExplanationLoss
 from esx_losses.res_g import ResG
 from esx_losses.res_l import ResL
+from esx_losses.rrr import Rrr
 
 
 @esx.hookimpl
@@ -15,3 +17,5 @@ def register_losses(register):
     register("haics", Haics)
     register("res_g", ResG)
     register("res_l", ResL)
+    register("energy", Energy)
+    register("rrr", Rrr)

@@ -125,3 +125,48 @@ def test_mask_resize_area_max_keeps_proportions():
     masks[0, 0, 4:6, 0:4] = 1  # half of the cell below
     _, t = expl.match(torch.rand(1, 4, 4), Targets(masks, torch.ones(1, 1)))
     assert t.masks[0, 0, 0, 0] == 1 and t.masks[0, 0, 1, 0] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("layer", ["layer3", "layer2", "model.layer3"])
+def test_layer_map_equals_captum_layer_gradcam(layer):
+    bb = backbone("resnet18")
+    x = torch.randn(3, 1, 64, 64)
+    classes = torch.tensor([0, 1, 1])
+    module = bb.model.get_submodule(layer.removeprefix("model."))
+    ref = LayerGradCam(bb, module).attribute(x, target=classes)[:, 0].detach()
+    ex = GradCam(GradCamParams(layer=layer), CTX)
+    ex.bind(bb)
+    feats = bb.forward_features(x)  # the step's forward: the hook keeps layer3's output
+    ours = ex.explain(bb, x, classes, features=feats, logits=bb.forward_head(feats))
+    assert ours.shape == ref.shape and ref.shape[-1] == {"layer2": 8}.get(layer, 4)
+    assert (ours - normalise(ref, 1e-6)).abs().max().item() < 1e-5
+    # without the step's forward (evaluation), and without bind: the same maps
+    fresh = GradCam(GradCamParams(layer=layer), CTX).explain(bb, x, classes)
+    assert (fresh - ours).abs().max().item() < 1e-5
+
+
+def test_layer_guidance_reaches_the_backbone_in_one_forward():
+    bb = backbone("test_resnet").train()
+    ex = GradCam(GradCamParams(layer="layer1"), CTX)
+    ex.bind(bb)
+    runs = []
+    bb.model.conv1.register_forward_hook(lambda *a: runs.append(1))
+    x = torch.randn(4, 1, 64, 64)
+    feats = bb.forward_features(x)
+    logits = bb.forward_head(feats)
+    maps = ex.explain(
+        bb, x, torch.ones(4, dtype=torch.long), features=feats, logits=logits, create_graph=True
+    )
+    assert len(runs) == 1  # the step's forward only: explain ran none of its own
+    maps.sum().backward()
+    assert next(bb.model.parameters()).grad.abs().sum() > 0
+
+
+def test_unknown_layer_is_one_clear_error():
+    from esx.interfaces import find_layer
+
+    bb = backbone("resnet18")
+    with pytest.raises(ValueError, match=r"layer 'layer9' is not a module.*layer3"):
+        GradCam(GradCamParams(layer="layer9"), CTX).bind(bb)
+    with pytest.raises(ValueError, match="ambiguous"):
+        find_layer(bb, "conv1")

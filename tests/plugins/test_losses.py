@@ -1,4 +1,4 @@
-"""Losses: none, GRADIA, HAICS, RES-G, RES-L: hand-computed cases and oracles."""
+"""Losses: none, GRADIA, HAICS, RES-G, RES-L, energy, RRR: hand-computed cases and oracles."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import torch
 from esx.interfaces import BuildContext, DataInfo
 from esx.types import Targets
 from esx_losses import Gradia, Haics, NoExplanationLoss, ResG, ResL
+from esx_losses.energy import Energy
 from esx_losses.res_g import gaussian_blur3
 from esx_losses.robust_boundary import CANDIDATE_OFFSET, best_threshold, threshold_scores
+from esx_losses.rrr import Rrr
 
 CTX = BuildContext(DataInfo("t", True, 1, 2, (4, 4), 3, True))
 MAP = torch.tensor(
@@ -185,3 +187,72 @@ def test_res_soft_targets_keep_confidences_below_one_half():
         a = cls(cls.Params(), CTX)(maps, t)
         b = cls(cls.Params(soft_targets=True), CTX)(maps, t)
         assert torch.isfinite(a) and torch.isfinite(b) and a != b
+
+
+def test_energy_hand_computed_4x4():
+    # MAP sums to 8.0; on the mask: 0.5 + 1 + 0.75 + 0.5 + 1 + 1 + 0.75 = 5.5
+    loss = Energy(Energy.Params(), CTX)
+    assert loss(MAP, Targets(MASK, torch.ones(1, 1))).item() == pytest.approx(1 - 5.5 / 8)
+    # a map inside the mask: 0; outside it: 1
+    assert loss(MASK[:, 0], Targets(MASK, torch.ones(1, 1))).item() == pytest.approx(0, abs=1e-6)
+    assert loss(1 - MASK[:, 0], Targets(MASK, torch.ones(1, 1))).item() == pytest.approx(1)
+    # two targets weighted 0.25 / 0.75: the map inside the first, outside the second
+    two = torch.cat([MASK, 1 - MASK], dim=1)
+    value = loss(MASK[:, 0], Targets(two, torch.tensor([[0.25, 0.75]]))).item()
+    assert value == pytest.approx(0.75)
+    # only the first row annotated: energy 1.75 there, 1.5 of it on the mask
+    ann = torch.zeros_like(MASK, dtype=torch.bool)
+    ann[..., 0, :] = True
+    assert loss(MAP, Targets(MASK, torch.ones(1, 1), ann)).item() == pytest.approx(1 - 1.5 / 1.75)
+
+
+def test_rrr_hand_computed_4x4():
+    # the map's mass outside the mask: 8.0 - 5.5 = 2.5, over 16 - 7 = 9 pixels
+    t = Targets(MASK, torch.ones(1, 1))
+    assert Rrr(Rrr.Params(), CTX)(MAP, t).item() == pytest.approx(2.5)
+    assert Rrr(Rrr.Params(reduction="mean"), CTX)(MAP, t).item() == pytest.approx(2.5 / 9)
+    assert Rrr(Rrr.Params(), CTX)(MAP * MASK[:, 0], t).item() == 0  # nothing outside
+
+
+def _backbone():
+    from esx_timm import TimmBackbone, TimmParams
+
+    torch.manual_seed(0)
+    ctx = BuildContext(DataInfo("t", True, 1, 2, (64, 64), 3, True))
+    return TimmBackbone(TimmParams(arch="test_resnet", zero_init_last=False), ctx).train(), ctx
+
+
+def test_energy_through_gradcam_reaches_the_backbone():
+    from esx_gradcam.gradcam import GradCam, GradCamParams
+
+    bb, ctx = _backbone()
+    x = torch.randn(2, 1, 64, 64)
+    feats = bb.forward_features(x)
+    logits = bb.forward_head(feats)
+    ex = GradCam(GradCamParams(compare_at="mask"), ctx)
+    maps = ex.explain(bb, x, torch.ones(2, dtype=torch.long), features=feats, logits=logits,
+                      create_graph=True)  # fmt: skip
+    masks = torch.zeros(2, 1, 64, 64)
+    masks[..., 8:24, 8:24] = 1
+    maps, t = ex.match(maps, Targets(masks, torch.ones(2, 1)))
+    Energy(Energy.Params(), ctx)(maps, t).backward()
+    assert next(bb.model.parameters()).grad.abs().sum() > 0
+
+
+def test_rrr_through_input_gradients_reaches_the_backbone_in_one_forward():
+    from esx_gradcam.input_gradient import InputGradient
+
+    bb, ctx = _backbone()
+    x = torch.randn(2, 1, 64, 64).requires_grad_(True)  # as the step makes it
+    feats = bb.forward_features(x)
+    logits = bb.forward_head(feats)
+    ex = InputGradient(InputGradient.Params(), ctx)
+    maps = ex.explain(bb, x, torch.ones(2, dtype=torch.long), features=feats, logits=logits,
+                      create_graph=True)  # fmt: skip
+    # the oracle: the input gradient of the summed log-probabilities, by autograd on its own
+    (ref,) = torch.autograd.grad(logits.log_softmax(1).sum(), x, retain_graph=True)
+    assert torch.allclose(maps, ref.pow(2).sum(1), atol=1e-7)
+    masks = torch.zeros(2, 1, 64, 64)
+    masks[..., 8:24, 8:24] = 1
+    Rrr(Rrr.Params(), ctx)(maps, Targets(masks, torch.ones(2, 1))).backward()
+    assert next(bb.model.parameters()).grad.abs().sum() > 0
