@@ -49,18 +49,24 @@ METHODS = {
     "res_l": "recipes/table1/b_res_l.yaml",
     "meanloss": "recipes/table1/a_meanloss.yaml",
     "magi": "recipes/table1/b_magi.yaml",
+    # guidance at a finer layer (14x14 at 224 px instead of 7x7), and the newer losses
+    "gradia_layer3": ("recipes/gradia_consensus.yaml", ("explainer.params.layer=layer3",)),
+    "energy": ("recipes/gradia_consensus.yaml", ("loss.name=energy",)),
+    "rrr": ("recipes/gradia_consensus.yaml", ("loss.name=rrr", "explainer={name: input_gradient}")),
 }
 
 
 def build(
-    recipe: str,
+    recipe: str | tuple[str, tuple[str, ...]],
     size: int,
     batch: int,
     device: str,
     n_train: int | None = None,
     precision: str = "auto",
 ) -> Trainer:
+    recipe, extra = (recipe, ()) if isinstance(recipe, str) else recipe
     sets = [
+        *extra,
         f"train.precision={precision}",
         f"data.params.image_size={size}",
         f"data.params.n_train={n_train or batch}",
@@ -212,9 +218,18 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    ap.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma list (the baseline is always measured); default: all of {', '.join(METHODS)}",
+    )
     a = ap.parse_args()
+    chosen = ["baseline", *(m for m in a.methods.split(",") if m and m != "baseline")]
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown:
+        ap.error(f"--methods: unknown {unknown}; known: {', '.join(METHODS)}")
     trainers = {
-        m: build(r, a.size, a.batch, a.device, precision=a.precision) for m, r in METHODS.items()
+        m: build(METHODS[m], a.size, a.batch, a.device, precision=a.precision) for m in chosen
     }
     first = next(iter(trainers.values()))
     batch = _cached(first, a.batch)

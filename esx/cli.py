@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table as RichTable
 from typer.core import TyperGroup
 
@@ -289,6 +290,49 @@ def sweep(
     for folder, error in result.failed:
         console.print(f"[bold red]failed:[/] {folder}: {error}", highlight=False)
     if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    paths: Annotated[
+        list[Path], typer.Argument(help="finished run folders, or folders holding runs")
+    ],
+) -> None:
+    """Measure the explanations of finished runs again with this esx's metrics (EPG,
+    pointing game, PR-AUC, ...) from their chosen checkpoints, updating metrics.json and
+    report.html; the classification metrics must come out as recorded."""
+    from esx.plugins import registry
+    from esx.recipe import load_recipe
+    from esx.trainer import Trainer
+
+    console = Console(soft_wrap=True)
+    folders = sorted(
+        {
+            m.parent
+            for p in paths
+            for m in (
+                [p / "metrics.json"] if (p / "metrics.json").is_file() else p.rglob("metrics.json")
+            )
+        }
+    )
+    if not folders:
+        _fail(EsxError(f"no finished runs (metrics.json) under {', '.join(map(str, paths))}"))
+    failed = 0
+    for folder in track(folders, description="re-measuring", console=console):
+        try:
+            recipe = load_recipe(folder / "recipe.yaml", registry())
+            m = Trainer(recipe, folder).remeasure()["explanation"]
+        except EsxError as err:
+            failed += 1
+            console.print(f"[red]{folder}[/]: {err}", highlight=False)
+            continue
+        console.print(
+            f"{folder}: EPG {m.get('epg', float('nan')):.4f} pointing "
+            f"{m.get('pointing', float('nan')):.4f} PR-AUC {m.get('pr_auc', float('nan')):.4f}",
+            highlight=False,
+        )
+    if failed:
         raise typer.Exit(1)
 
 

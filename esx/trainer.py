@@ -17,6 +17,7 @@ explanation loss. The trainer knows no component by name. Building lives in
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import replace
@@ -254,6 +255,46 @@ class Trainer:
         if not t.keep_last_checkpoint:
             (self.out / checkpoint.LAST).unlink(missing_ok=True)
         evaluation.figures(self.out, self.c, self.rt.device, e.overlays, test)
+        html.write_run_page(self.out)
+        return metrics
+
+    def remeasure(self) -> dict[str, Any]:
+        """Measure the explanations of a finished run's chosen checkpoint again, with this
+        esx's metrics, and write them into its ``metrics.json`` and ``report.html``.
+
+        The test predictions are made again on the way; when they differ from the
+        recorded ones, the folder's data or weights are not what the run used, and
+        nothing is written.
+        """
+        path = self.out / "metrics.json"
+        if not path.is_file() or not (self.out / "best.safetensors").is_file():
+            raise EsxError(
+                f"{self.out} is not a finished run (no metrics.json or best.safetensors)"
+            )
+        metrics = json.loads(path.read_text())
+        self.c.load(outputs.load_state(self.out / "best.safetensors"))
+        e = self.recipe.eval
+        test = evaluation.predict(
+            self.c,
+            self.rt,
+            self._eval_loader("test"),
+            None,
+            "test",
+            threshold=e.threshold,
+            tolerance=e.pointing_tolerance,
+        )
+        recorded, now = metrics["test"].get("accuracy"), test["metrics"]["accuracy"]
+        if recorded is None or abs(recorded - now) > 1e-9:
+            raise EsxError(
+                f"{self.out}: test accuracy now {now:.6f}, recorded {recorded}; the folder's "
+                "data or weights differ from the run's, so its explanations are not re-measured"
+            )
+        metrics["explanation"] = test.get("explanation", {})
+        metrics.pop("explanations", None)
+        if len(test.get("explanations", {})) > 1:
+            metrics["explanations"] = test["explanations"]
+        metrics["run"]["explanation_measured_by"] = f"esx {__version__} (esx evaluate)"
+        outputs.write_json(path, metrics)
         html.write_run_page(self.out)
         return metrics
 

@@ -111,3 +111,43 @@ def test_size_normalised_and_by_size():
     assert s["epg_small"] == pytest.approx(0.01) and s["epg_large"] == pytest.approx(0.25)
     assert s["epg_ratio"] == pytest.approx(1.0)  # uniform maps: no better than chance
     assert s["mask_area"] == pytest.approx(0.13)
+
+
+def test_a_run_measures_both_explainers_and_evaluate_remeasures(tmp_path):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from esx.cli import app
+
+    from conftest import tiny
+
+    recipe = tiny()
+    recipe["eval"] = {"overlays": 0, "explainer": {"name": "captum_gradcam"}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "r.yaml"), "--out", str(run), "--quiet"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((run / "metrics.json").read_text())
+    both = m["explanations"]
+    assert set(both) == {"captum_gradcam", "gradcam"} and m["explanation"] == both["captum_gradcam"]
+    for k in ("epg", "epg_ratio", "pointing", "pr_auc", "iou"):  # the same maps, two ways
+        assert both["gradcam"][k] == pytest.approx(both["captum_gradcam"][k], abs=1e-4), k
+    assert both["gradcam"]["images"] > 0 and 0 <= both["gradcam"]["epg"] <= 1
+
+    # a run measured by an older esx: the new metrics missing; esx evaluate restores them
+    old = dict(m, explanation={"iou": m["explanation"]["iou"]})
+    old.pop("explanations")
+    (run / "metrics.json").write_text(json.dumps(old))
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    again = json.loads((run / "metrics.json").read_text())
+    assert again["explanations"] == both and again["test"] == m["test"]
+    assert "esx evaluate" in again["run"]["explanation_measured_by"]
+
+    # weights that are not the run's: refused, nothing written
+    again["test"]["accuracy"] = 0.123
+    (run / "metrics.json").write_text(json.dumps(again))
+    res = CliRunner().invoke(app, ["evaluate", str(run)])
+    assert res.exit_code == 1 and "recorded 0.123" in " ".join(res.output.split())

@@ -114,7 +114,7 @@ def resize_masks(masks: Tensor, size: tuple[int, int], mode: str) -> Tensor:
 
 
 class GradCam(Explainer):
-    """Grad-CAM at the backbone's feature output, differentiable for training."""
+    """Grad-CAM at the backbone's feature output or at a chosen ``layer``, differentiable."""
 
     Params = GradCamParams
     differentiable = True

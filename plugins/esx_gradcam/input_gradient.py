@@ -1,5 +1,4 @@
-"""Squared input gradients of the log-probabilities, the map "Right for the right reasons"
-(Ross et al., IJCAI 2017) penalises.
+"""Squared input gradients of the log-probabilities, the map RRR (Ross et al., 2017) penalises.
 
 For an image x and the model's log-probabilities log p̂_k(x), the map is
 ``(∂/∂x Σ_k log p̂_k(x))²`` summed over the image's channels: ``(B, H, W)`` at

@@ -1,5 +1,7 @@
-"""Energy loss (Rao et al., "Studying how to efficiently and effectively guide models with
-explanations", ICCV 2023).
+"""Energy loss (Rao et al., ICCV 2023): one minus the map's energy share inside the mask.
+
+From "Studying how to efficiently and effectively guide models with
+explanations" (code: sukrutrao/Model-Guidance).
 
 ``1 − Σ A⁺·M / Σ A⁺``: one minus the share of the map's positive energy that
 falls inside the target mask — the energy-based pointing game turned into a

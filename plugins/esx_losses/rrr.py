@@ -1,4 +1,6 @@
-"""RRR, "Right for the right reasons" (Ross, Hughes and Doshi-Velez, IJCAI 2017).
+"""RRR (Ross et al., IJCAI 2017): squared input gradients outside the target mask.
+
+"Right for the right reasons", Ross, Hughes and Doshi-Velez.
 
 ``Σ_d (A_d · ∂/∂x_d Σ_k log p̂_k)²`` with ``A`` = 1 outside the target
 (the regions the model should not use): the squared input gradient of the
