@@ -346,6 +346,14 @@ def report_cmd(
             "the rows whose recipe says reference: true)"
         ),
     ] = None,
+    metrics: Annotated[
+        str,
+        typer.Option(
+            help="the metrics compared pairwise, comma-separated: test metrics (accuracy, auc, "
+            "precision, recall, f1) or explanation metrics (epg, epg_ratio, pointing, pr_auc, "
+            "iou, ...)"
+        ),
+    ] = "accuracy,auc,f1",
     html: Annotated[
         bool,
         typer.Option(
@@ -376,7 +384,10 @@ def report_cmd(
         typer.echo(f"wrote {write_run_page(runs)}")
         return
     try:
-        result = report(runs, reference or None, html=html, show=show)
+        chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+        if not chosen:
+            raise EsxError("--metrics: name at least one metric, e.g. --metrics accuracy,epg")
+        result = report(runs, reference or None, chosen, html=html, show=show)
     except EsxError as err:
         _fail(err)
     typer.echo(result["markdown"])

@@ -325,8 +325,12 @@ def write_sweep_page(
     the tables and figures of the runs in ``shown``; ``data`` (synthetic, real or mixed)
     decides the banner."""
     t1 = result["table1"]
-    head = ["group", "method", "seeds", "epochs", *columns]
+    head = ["group", "method", "runs", "epochs", *columns]
     sections = [("Classification", table(head, [[r.get(c) for c in head] for r in t1]))]
+    if result.get("explanations"):
+        cols = ["group", "method", "runs", *report.EXPLAINED]
+        rows = [[r.get(c) for c in cols] for r in result["explanations"]]
+        sections.append(("Explanations", table(cols, rows)))
     if result["comparisons"]:
         content = (
             '<p class="note">Each cell: the mean difference (method − reference) over runs '

@@ -90,11 +90,35 @@ def classification_table(rows: list[Row]) -> list[dict[str, Any]]:
         rec = {
             "group": r.group,
             "method": r.label,
-            "seeds": len(r.runs),
+            "runs": len(r.runs),
             "epochs": ",".join(map(str, sorted(r.epochs))),
         }
         for k in CLASSIFICATION:
             rec[k] = _stats([run["test"].get(k) for run in r.runs])
+        out.append(rec)
+    return out
+
+
+#: explanation metrics (metrics.json ``explanation``) tabled per row when the runs have them
+EXPLAINED = ("epg", "epg_ratio", "pointing", "pr_auc", "iou")
+
+
+def metric(run: dict[str, Any], name: str) -> Any:
+    """A run's test metric, or its explanation metric of that name."""
+    if name in run.get("test", {}):
+        return run["test"][name]
+    return (run.get("explanation") or {}).get(name)
+
+
+def explanation_table(rows: list[Row]) -> list[dict[str, Any]]:
+    """Mean ± std over each row's runs of the explanation metrics (none when no run has them)."""
+    if not any(metric(run, k) is not None for r in rows for run in r.runs for k in EXPLAINED):
+        return []
+    out = []
+    for r in rows:
+        rec = {"group": r.group, "method": r.label, "runs": len(r.runs)}
+        for k in EXPLAINED:
+            rec[k] = _stats([(run.get("explanation") or {}).get(k) for run in r.runs])
         out.append(rec)
     return out
 
@@ -143,11 +167,13 @@ def comparisons(
             known = ", ".join(sorted({r.label for r in rows}))
             raise EsxError(f"--reference {missing[0]!r}: no such row; rows: {known}")
     out = []
+    done: set[tuple[int, int]] = set()
     for ref in refs:
         theirs = ref.by_pair()
         for row in rows:
-            if row is ref:
+            if row is ref or (id(ref), id(row)) in done:  # B vs A is A vs B mirrored
                 continue
+            done.add((id(row), id(ref)))
             mine = row.by_pair()
             shared = sorted(set(mine) & set(theirs))
             rec: dict[str, Any] = {
@@ -157,7 +183,7 @@ def comparisons(
                 "pairs": len(shared),
             }
             for m in metrics:
-                pairs = [(mine[k]["test"].get(m), theirs[k]["test"].get(m)) for k in shared]
+                pairs = [(metric(mine[k], m), metric(theirs[k], m)) for k in shared]
                 pairs = [(a, b) for a, b in pairs if _number(a) and _number(b)]
                 diff = stats.paired([a for a, _ in pairs], [b for _, b in pairs])
                 rec[m] = diff.as_dict()
@@ -302,11 +328,22 @@ def markdown(
     compared: list[dict[str, Any]] | None = None,
     runs: list[dict[str, Any]] | None = None,
     metrics: tuple[str, ...] = COMPARED,
+    explained: list[dict[str, Any]] | None = None,
 ) -> str:
-    lines = ["# Results", "", note, "", "## Classification (test, mean ± std over seeds)", ""]
-    head = ["group", "method", "seeds", "epochs", *CLASSIFICATION]
+    lines = ["# Results", "", note, "", "## Classification (test, mean ± std over runs)", ""]
+    head = ["group", "method", "runs", "epochs", *CLASSIFICATION]
     lines += _md_table(t1, head, CLASSIFICATION)
     lines += ["", "Bold: the highest mean of its group, where no other row ties it."]
+    if explained:
+        lines += ["", "## Explanations (test positives, mean ± std over runs)", ""]
+        lines += _md_table(explained, ["group", "method", "runs", *EXPLAINED], EXPLAINED)
+        lines += [
+            "",
+            "EPG: share of the map's positive energy inside the true mask; epg_ratio: EPG over "
+            "the mask's share of the image (1 = a uniform map); pointing: the map's maximum "
+            "inside the mask; pr_auc: average precision of map vs mask; iou: of the map "
+            "thresholded at eval.threshold. All at the input resolution.",
+        ]
     if compared is not None:
         lines += _comparison_md(compared, metrics)
     if runs:
@@ -356,7 +393,7 @@ def plot(path: Path, t1: list[dict[str, Any]]) -> None:
     ax.set_xticks(list(x))
     ax.set_xticklabels([r["method"] for r in t1], rotation=30, ha="right", fontsize=7)
     ax.set_ylim(0, 1)
-    ax.set_ylabel("test score (mean ± std over seeds)")
+    ax.set_ylabel("test score (mean ± std over runs)")
     ax.set_title("Classification on the test split")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -390,6 +427,20 @@ def report(
     ``table1.png`` under ``root`` (with ``html``, also ``report.html`` embedding the
     figures of the runs ``show`` selects); return the Markdown and the records."""
     rows = collect(root)
+    known = {
+        k
+        for r in rows
+        for run in r.runs
+        for k, v in (*run["test"].items(), *(run.get("explanation") or {}).items())
+        if _number(v) and k not in ("threshold", "images", "pointing_tolerance")
+    }
+    unknown = [m for m in metrics if m not in known]
+    if unknown:
+        raise EsxError(
+            f"--metrics {','.join(metrics)}: no run under {root} has {unknown[0]!r}; "
+            f"the runs have {', '.join(sorted(known))} (esx evaluate adds newer explanation "
+            "metrics to older runs)"
+        )
     t1, extra = classification_table(rows), component_tables(rows)
     compared, runs = comparisons(rows, references, metrics), per_run(rows)
     epochs = sorted({e for r in rows for e in r.epochs})
@@ -401,9 +452,11 @@ def report(
         f"Runs under `{root}`. Epochs: {', '.join(map(str, epochs))}. Data: {data}. "
         "Checkpoints chosen on validation; metrics on the test split."
     )
-    md = markdown(t1, extra, note, compared, runs, metrics)
+    explained = explanation_table(rows)
+    md = markdown(t1, extra, note, compared, runs, metrics, explained)
     outputs.write_text(root / "report.md", md)
     _csv(root / "table1.csv", t1)
+    _csv(root / "explanations.csv", explained)
     flat = [
         {k: v for k, v in r.items() if k not in metrics}
         | {f"{m}_{k}": v for m in metrics for k, v in r[m].items() if k != "pairs_needed"}
@@ -420,6 +473,7 @@ def report(
         root / "report.json",
         {
             "classification": t1,
+            "explanations": explained,
             "comparisons": compared,
             "runs": runs,
             "tables": {t: recs for t, (_, recs) in extra.items()},
@@ -428,6 +482,7 @@ def report(
     written = [
         "report.md",
         "table1.csv",
+        *(["explanations.csv"] if explained else []),
         "comparisons.csv",
         "runs.csv",
         "report.json",
@@ -440,6 +495,7 @@ def report(
     result = {
         "markdown": md,
         "table1": t1,
+        "explanations": explained,
         "tables": extra,
         "comparisons": compared,
         "runs": runs,

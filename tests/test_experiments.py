@@ -105,3 +105,21 @@ def test_target_overlap_refuses_a_run_without_generator(tmp_path, tiny_recipe):
     (tmp_path / "r" / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe))
     with pytest.raises(EsxError, match="needs a MAGI run"):
         load_script("target_overlap").overlap(tmp_path / "r", ["train"])
+
+
+def test_results_page_replaces_only_its_section(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "report.md").write_text("# Results\n\nnote\n\n## Classification\n\n| a |\n")
+    page = tmp_path / "results.md"
+    page.write_text("# Page\n<!-- generated: x -->\nold table\n<!-- end: x -->\n## History\nkept\n")
+    mod = load_script("results_page")
+    argv = ["results_page.py", str(runs), "--section", "x", "--page", str(page)]
+    monkeypatch.setattr("sys.argv", argv)
+    assert mod.main() == 0
+    text = page.read_text()
+    assert "old table" not in text and "#### Classification" in text and "note" in text
+    assert text.startswith("# Page\n") and text.endswith("## History\nkept\n")
+    monkeypatch.setattr("sys.argv", [*argv[:2], "--section", "missing", "--page", str(page)])
+    with pytest.raises(SystemExit, match="no <!-- generated: missing -->"):
+        mod.main()

@@ -120,3 +120,23 @@ def test_the_page_as_a_browser_draws_it(sweep, tmp_path, page):
     assert "<table>" in dom and "accuracy" in dom
     expected = "MAGI row" if page == "report.html" else "Table 2: consensus masks"
     assert expected in dom
+
+
+def test_report_compares_explanation_metrics_and_refuses_unknown_ones(sweep):
+    res = CliRunner().invoke(app, ["report", str(sweep), "--metrics", "accuracy,epg,pointing"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((sweep / "report.json").read_text())
+    (cmp,) = report["comparisons"]
+    runs = {
+        row: [json.loads((sweep / row / f"seed{s}" / "metrics.json").read_text()) for s in (0, 1)]
+        for row in ("magi", "base")
+    }
+    diffs = [
+        runs["magi"][s]["explanation"]["epg"] - runs["base"][s]["explanation"]["epg"]
+        for s in (0, 1)
+    ]
+    assert cmp["epg"]["n"] == 2 and cmp["epg"]["mean"] == pytest.approx(sum(diffs) / 2)
+    md = (sweep / "report.md").read_text()
+    assert "## Explanations (test positives" in md and "epg_ratio" in md
+    bad = CliRunner().invoke(app, ["report", str(sweep), "--metrics", "accuracy,epgg"])
+    assert bad.exit_code == 2 and "'epgg'" in bad.output and "epg_ratio" in bad.output
