@@ -188,7 +188,8 @@ def check_loss(cls: type[Loss], params: dict | None = None) -> None:
 def check_explainer(
     cls: type[Explainer], params: dict | None = None, backbone: Backbone | None = None
 ) -> None:
-    """Maps ``(B, h, w)`` in [0, 1]; a differentiable explainer's maps reach the backbone."""
+    """Maps ``(B, h, w)`` in [0, 1] (non-negative with ``normalised = False``); a differentiable
+    explainer's maps, from the step's one forward, reach the backbone."""
     ctx = context(size=64)
     explainer = _build(cls, params, ctx)
     if backbone is None:
@@ -198,6 +199,8 @@ def check_explainer(
     contracts.maps(explainer, maps, 4)
     if explainer.differentiable:
         backbone.train()
+        if explainer.input_gradient:  # as the training step does
+            batch.image.requires_grad_(True)
         feats = backbone.forward_features(batch.image)
         logits = backbone.forward_head(feats)
         maps = explainer.explain(
