@@ -337,8 +337,9 @@ def write_sweep_page(
             "paired by seed and data seed, its 95% t-interval, wins/ties/losses, and a "
             "verdict only where the interval excludes zero (green: better, red: worse). "
             "Last column: paired runs needed to detect a 1- and 2-point difference at 80% "
-            "power, from the spread seen here.</p>"
-            + comparison_table(result["comparisons"], metrics)
+            f"power, from the spread seen here. {len(result['comparisons']) * len(metrics)} "
+            "intervals: where nothing differs, about one in 20 still excludes zero by chance."
+            "</p>" + comparison_table(result["comparisons"], metrics)
         )
         plot = paired_plot(result["comparisons"], metrics)
         if plot:

@@ -245,6 +245,9 @@ def _comparison_md(records: list[dict[str, Any]], metrics: tuple[str, ...]) -> l
         f"t-test (α 0.05, power 80%) needs to detect a true {first} difference of 1 and "
         "2 points, given the spread of the differences seen here.",
         "",
+        f"{len(records) * len(metrics)} intervals: where nothing differs, about one in 20 "
+        "still excludes zero by chance, so a lone verdict among many is weak evidence.",
+        "",
         "| group | method | against | pairs | "
         + " | ".join(metrics)
         + f" | runs for 1 / 2 points ({first}) |",
@@ -291,6 +294,8 @@ def _fmt(ms: Any, bold: bool = False, digits: int = 4) -> str:
     if not isinstance(ms, tuple):
         return "-" if ms is None else str(ms)
     mean, sd, n = ms
+    if n == 0:
+        return "-"
     text = f"{mean:.{digits}f}" if n <= 1 else f"{mean:.{digits}f} ± {sd:.{digits}f}"
     return f"**{text}**" if bold else text
 

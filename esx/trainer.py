@@ -222,17 +222,8 @@ class Trainer:
         """Test the checkpoint chosen on validation; the main process writes the results."""
         dist.barrier(self.rt.world)  # best.safetensors is written
         self.epoch = "evaluation"
-        self.c.load(outputs.load_state(self.out / "best.safetensors"))
-        e, t = self.recipe.eval, self.recipe.train
-        test = evaluation.predict(
-            self.c,
-            self.rt,
-            self._eval_loader("test"),
-            progress,
-            "test",
-            threshold=e.threshold,
-            tolerance=e.pointing_tolerance,
-        )
+        t = self.recipe.train
+        test = self._test_chosen(progress)
         if not self.rt.world.main:
             return {}
         full_test = loader(self.c.dataset.split("test"), t.eval_batch_size, None, t.num_workers)
@@ -254,9 +245,23 @@ class Trainer:
         log.info("test %s", metrics["test"])
         if not t.keep_last_checkpoint:
             (self.out / checkpoint.LAST).unlink(missing_ok=True)
-        evaluation.figures(self.out, self.c, self.rt.device, e.overlays, test)
+        evaluation.figures(self.out, self.c, self.rt.device, self.recipe.eval.overlays, test)
         html.write_run_page(self.out)
         return metrics
+
+    def _test_chosen(self, progress: Any) -> dict[str, Any]:
+        """Predictions and explanation metrics of the chosen checkpoint on the test split."""
+        self.c.load(outputs.load_state(self.out / "best.safetensors"))
+        e = self.recipe.eval
+        return evaluation.predict(
+            self.c,
+            self.rt,
+            self._eval_loader("test"),
+            progress,
+            "test",
+            threshold=e.threshold,
+            tolerance=e.pointing_tolerance,
+        )
 
     def remeasure(self) -> dict[str, Any]:
         """Measure the explanations of a finished run's chosen checkpoint again, with this
@@ -272,17 +277,7 @@ class Trainer:
                 f"{self.out} is not a finished run (no metrics.json or best.safetensors)"
             )
         metrics = json.loads(path.read_text())
-        self.c.load(outputs.load_state(self.out / "best.safetensors"))
-        e = self.recipe.eval
-        test = evaluation.predict(
-            self.c,
-            self.rt,
-            self._eval_loader("test"),
-            None,
-            "test",
-            threshold=e.threshold,
-            tolerance=e.pointing_tolerance,
-        )
+        test = self._test_chosen(None)
         recorded, now = metrics["test"].get("accuracy"), test["metrics"]["accuracy"]
         if recorded is None or abs(recorded - now) > 1e-9:
             raise EsxError(
