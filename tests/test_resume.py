@@ -73,9 +73,13 @@ def test_ctrl_c_in_epoch_one_then_the_printed_command_finishes(tmp_path, tiny_re
     recipe.write_text(yaml.safe_dump(tiny_recipe))
     cut = tmp_path / "cut"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # A shell that starts the test suite in the background (`cmd &`) makes its children
+    # ignore SIGINT, and Python then installs no KeyboardInterrupt handler: give the run
+    # the default disposition a terminal's Ctrl-C meets.
     proc = subprocess.Popen(
         [sys.executable, "-m", "esx", "run", str(recipe), "--out", str(cut), "--quiet"],
         env=env, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.time() + 240
     while not (cut / "run.log").exists() and proc.poll() is None:  # training has started
