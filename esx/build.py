@@ -90,20 +90,12 @@ def build(recipe: Recipe, device: torch.device) -> Components:
             "for training (see `esx plugins`) and put this one under eval.explainer"
         )
     if loss.needs_input_gradient and not explainer.input_gradient:
-        known = [n for n, e in _explainers().items() if e.input_gradient]
         raise EsxError(
             f"loss {recipe.loss.name!r} penalises input gradients, but explainer "
             f"{recipe.explainer.name!r} does not compute them; set explainer.name to one that "
-            f"does ({', '.join(known) or 'none installed'}) and keep {recipe.explainer.name!r} "
-            "under eval.explainer to measure the maps"
+            f"does (`esx plugins` describes each explainer) and keep "
+            f"{recipe.explainer.name!r} under eval.explainer to measure the maps"
         )
     return Components(
         dataset, backbone, explainer, eval_explainer, aggregator, loss, ctx, data, fallback
     )
-
-
-def _explainers() -> dict[str, type[Explainer]]:
-    from esx.plugins import registry
-
-    reg = registry()
-    return {n: reg.get("explainer", n) for n in reg.names("explainer")}
