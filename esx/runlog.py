@@ -56,7 +56,16 @@ def banners(console: Console, info: DataInfo, fallback: dict[str, str] | None) -
         console.print(f"[bold red]{msg}[/]")
         log.warning(msg.replace("\n", " "))
     if info.synthetic:
-        console.print(f"[bold yellow]Training on SYNTHETIC data ({info.name}), not real scans.[/]")
+        real = info.details.get("annotations")
+        if real:  # real annotations drawn on generated images
+            console.print(
+                f"[bold yellow]Training on SYNTHETIC images ({info.name}), not real scans; "
+                f"the annotations are real: {real}.[/]"
+            )
+        else:
+            console.print(
+                f"[bold yellow]Training on SYNTHETIC data ({info.name}), not real scans.[/]"
+            )
 
 
 def epoch_line(

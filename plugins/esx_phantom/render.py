@@ -21,6 +21,7 @@ class Slice:
     lookalike: np.ndarray
     cue: np.ndarray
     lesion_radius: float
+    shift: tuple[int, int] = (0, 0)  # (rows, cols) a given ``lesion_shape`` was moved by
 
 
 def _ellipse(yy, xx, cy, cx, ry, rx, angle=0.0):
@@ -52,6 +53,39 @@ def _place(region: np.ndarray, margin: int, rng: np.random.Generator) -> tuple[i
     return int(ys[i]), int(xs[i])
 
 
+def _place_shape(
+    shape: np.ndarray, lungs: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """``shape`` moved so its box centre lands on a random lung pixel where the whole box
+    stays inside the image (anywhere inside the image when no lung pixel allows that)."""
+    rows, cols = np.nonzero(shape)
+    if len(rows) == 0:
+        return shape.astype(bool), (0, 0)
+    size = shape.shape[0]
+    cy, cx = (rows.min() + rows.max()) // 2, (cols.min() + cols.max()) // 2
+    # Box-centre positions that keep the box inside the image.
+    lo_y, hi_y = cy - rows.min(), size - 1 - (rows.max() - cy)
+    lo_x, hi_x = cx - cols.min(), size - 1 - (cols.max() - cx)
+    ok = np.zeros_like(lungs)
+    ok[lo_y : hi_y + 1, lo_x : hi_x + 1] = True
+    ys, xs = np.nonzero(lungs & ok)
+    if len(ys) == 0:
+        ys, xs = np.nonzero(ok)
+    i = rng.integers(len(ys))
+    dy, dx = int(ys[i] - cy), int(xs[i] - cx)
+    return shift_mask(shape, (dy, dx)), (dy, dx)
+
+
+def shift_mask(mask: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
+    """``mask`` moved by ``shift`` = (rows, cols), filled with False where it enters."""
+    out = np.zeros_like(mask, dtype=bool)
+    dy, dx = shift
+    h, w = mask.shape
+    src = mask[max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+    out[max(dy, 0) : max(dy, 0) + src.shape[0], max(dx, 0) : max(dx, 0) + src.shape[1]] = src
+    return out
+
+
 def render(
     rng: np.random.Generator,
     size: int,
@@ -64,7 +98,12 @@ def render(
     cue_size: float,
     cue_intensity: float,
     noise: float,
+    lesion_shape: np.ndarray | None = None,
+    lesion_blur: tuple[float, float] = (0.4, 1.4),
 ) -> Slice:
+    """One slice. With ``lesion_shape`` (a bool ``(size, size)`` mask), a positive's nodule
+    has exactly that shape, moved as a whole to a random place in a lung (``Slice.shift``
+    says by how much), instead of a drawn lobulated ellipse."""
     s = size / 224.0
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     c = size / 2
@@ -109,7 +148,13 @@ def render(
     # Lesion (positives) and elongated look-alike (either class).
     lesion = np.zeros((size, size), bool)
     radius = 0.0
-    if positive:
+    shift = (0, 0)
+    if positive and lesion_shape is not None:
+        lesion, shift = _place_shape(lesion_shape, lungs, rng)
+        radius = float(np.sqrt(lesion.sum() / np.pi))
+        soft = ndimage.gaussian_filter(lesion.astype(np.float32), rng.uniform(*lesion_blur) * s)
+        img += rng.uniform(*lesion_contrast) * soft
+    elif positive:
         radius = rng.uniform(*lesion_radius) * s
         p = _place(lungs, int(radius + 2 * s), rng) or (int(c), int(c - 0.2 * size))
         lesion = _blob(
@@ -147,4 +192,4 @@ def render(
         cue_mask[top : top + k, left : left + k] = True
         img[cue_mask] = cue_intensity
     img += rng.normal(0, noise, size=(size, size)).astype(np.float32)
-    return Slice(np.clip(img, 0, 1), lesion, look, cue_mask, radius)
+    return Slice(np.clip(img, 0, 1), lesion, look, cue_mask, radius, shift)

@@ -70,12 +70,25 @@ class Roi:
 
 
 @dataclass
+class Geometry:
+    """Where a scan's slices lie: what a reader's marks are mapped onto."""
+
+    z: np.ndarray  # (Z,) slice positions, sorted
+    sop: dict[str, int]  # SOP instance UID -> slice index (may be empty)
+    shape: tuple[int, int]  # (H, W) of a slice
+
+
+@dataclass
 class Series:
     volume: np.ndarray  # (Z, H, W) Hounsfield units, sorted by z
     z: np.ndarray  # (Z,)
     sop: dict[str, int]
     patient: str
     uid: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.volume.shape[1:]
 
 
 def find_cases(root: Path) -> list[tuple[str, Path]]:
@@ -238,9 +251,13 @@ def polygon_inside(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out & ~contour_pixels(points, shape)
 
 
-def roi_masks(rois: list[Roi], series: Series, xml: Path) -> dict[int, np.ndarray]:
-    """One reader's nodule as ``{slice index: mask}``: inclusions filled, exclusions carved."""
-    shape = series.volume.shape[1:]
+def roi_masks(rois: list[Roi], series: Series | Geometry, xml: Path) -> dict[int, np.ndarray]:
+    """One reader's nodule as ``{slice index: mask}``: inclusions filled, exclusions carved.
+
+    ``series`` gives the slices' positions (a :class:`Series` read from DICOM, or the
+    :class:`Geometry` the annotation database records); ``xml`` names the source in errors.
+    """
+    shape = tuple(series.shape)
     step = float(np.median(np.diff(series.z))) if len(series.z) > 1 else 1.0
     per_slice: dict[int, list[Roi]] = {}
     for roi in rois:
@@ -309,6 +326,48 @@ def group_nodules(readers: list[list[Marks]]) -> list[dict[int, Marks]]:
     ]
 
 
+@dataclass
+class NoduleCrops:
+    """One physical nodule on its middle slice, before the boundary noise."""
+
+    slice: int  # index of the middle slice
+    center: tuple[float, float]  # (row, col) of the readers' union on that slice
+    clean: list[np.ndarray]  # one crop x crop mask per reader who marked it (may be empty)
+    truth: np.ndarray  # the readers' 50% consensus
+
+
+def nodule_crops(nodule: dict[int, Marks], crop_size: int, max_readers: int) -> NoduleCrops:
+    """The LIDC rules for one grouped nodule: the middle slice of the slices where the
+    readers' 50% consensus is not empty, each reader's mask cropped around the readers'
+    union there, and the truth = the 50% consensus of those masks."""
+    who = sorted(nodule)[:max_readers]
+    zs = sorted({k for r in who for k in nodule[r]})
+    consensus = {
+        k: np.mean(
+            [nodule[r].get(k, np.zeros_like(next(iter(nodule[r].values())))) for r in who],
+            axis=0,
+        )
+        >= 0.5
+        for k in zs
+    }
+    good = [k for k in zs if consensus[k].any()] or zs
+    k = good[len(good) // 2]
+    union = np.any([nodule[r][k] for r in who if k in nodule[r]], axis=0)
+    center = ndimage.center_of_mass(union)
+    clean = [crop(nodule[r].get(k, np.zeros_like(union)), center, crop_size, False) for r in who]
+    truth = np.mean(clean, axis=0) >= 0.5
+    return NoduleCrops(k, center, clean, truth)
+
+
+def noisy_masks(
+    clean: list[np.ndarray], rng: np.random.Generator, passes: int, max_readers: int
+) -> list[np.ndarray | None]:
+    """The paper's boundary noise on every reader's mask; the readers who did not mark the
+    nodule are missing slots (None) after them."""
+    noisy = [boundary_noise(m, rng, steps=passes) if passes else m for m in clean]
+    return noisy + [None] * (max_readers - len(noisy))
+
+
 def prepare_case(case: str, folder: Path, opts: LidcOptions) -> tuple[str, list[Item]]:
     xmls = sorted(folder.glob("*.xml"))
     xml = xmls[0]
@@ -325,31 +384,12 @@ def prepare_case(case: str, folder: Path, opts: LidcOptions) -> tuple[str, list[
     base = safe_id("".join(ch if ch.isalnum() else "_" for ch in case)[-60:].strip("_"))
     items = []
     for n, nodule in enumerate(nodules):
-        who = sorted(nodule)[: opts.max_readers]
-        zs = sorted({k for r in who for k in nodule[r]})
-        consensus = {
-            k: np.mean(
-                [nodule[r].get(k, np.zeros_like(next(iter(nodule[r].values())))) for r in who],
-                axis=0,
-            )
-            >= 0.5
-            for k in zs
-        }
-        good = [k for k in zs if consensus[k].any()] or zs
-        k = good[len(good) // 2]
-        union = np.any([nodule[r][k] for r in who if k in nodule[r]], axis=0)
-        center = ndimage.center_of_mass(union)
-        clean = [
-            crop(nodule[r].get(k, np.zeros_like(union)), center, opts.crop, False) for r in who
-        ]
-        noisy = [
-            boundary_noise(m, rng, steps=opts.boundary_noise) if opts.boundary_noise else m
-            for m in clean
-        ]
-        masks: list[np.ndarray | None] = noisy + [None] * (opts.max_readers - len(noisy))
-        truth = np.mean(clean, axis=0) >= 0.5
-        image = window(crop(series.volume[k], center, opts.crop, LUNG_WINDOW[0]), *LUNG_WINDOW)
-        items.append(Item(f"{base}_n{n}", 1, image, masks, truth))
+        nc = nodule_crops(nodule, opts.crop, opts.max_readers)
+        masks = noisy_masks(nc.clean, rng, opts.boundary_noise, opts.max_readers)
+        image = window(
+            crop(series.volume[nc.slice], nc.center, opts.crop, LUNG_WINDOW[0]), *LUNG_WINDOW
+        )
+        items.append(Item(f"{base}_n{n}", 1, image, masks, nc.truth))
     mark_idx = {int(np.argmin(np.abs(series.z - z))) for z in marks}
     free = [k for k in range(len(series.z)) if all(abs(k - m) > opts.margin for m in mark_idx)]
     for j in range(opts.negatives * len(nodules)):

