@@ -286,6 +286,14 @@ def sweep(
         )
     except EsxError as err:
         _fail(err)
+    except KeyboardInterrupt:
+        _fail(
+            KeyboardInterrupt(
+                "sweep interrupted; finished runs are kept and interrupted ones resume "
+                "from their last epoch: run the same command again"
+            ),
+            130,
+        )
     console.print(f"sweep finished: {result.counts}; tables: esx report {out}")
     for folder, error in result.failed:
         console.print(f"[bold red]failed:[/] {folder}: {error}", highlight=False)

@@ -248,10 +248,17 @@ def _results(
         for job in todo:
             yield job, _run_one(job, overrides, threads, isolated=False)
         return
-    with ThreadPoolExecutor(max_workers=slots) as pool:
+    pool = ThreadPoolExecutor(max_workers=slots)
+    try:
         futures = {pool.submit(_run_one, job, overrides, threads, True): job for job in todo}
         for future in as_completed(futures):
             yield futures[future], future.result()
+    except BaseException:
+        # Ctrl-C (the running ``esx run`` processes get it too and stop resumable): start
+        # none of the queued runs, rather than working through the queue first.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 @dataclass

@@ -278,3 +278,35 @@ def test_parse_vary():
             parse_vary([bad])
     with pytest.raises(EsxError, match="twice"):
         parse_vary(["a.b=1", "a.b=2"])
+
+
+def test_ctrl_c_stops_a_parallel_sweep_without_starting_queued_runs(tmp_path, monkeypatch):
+    """Ctrl-C reaches the sweep (and its running ``esx run`` processes, which stop
+    resumable); the queued runs must not start afterwards."""
+    import threading
+    import time
+
+    from esx import sweep
+
+    started, release = [], threading.Event()
+
+    def fake_run(job, overrides, threads, isolated):
+        started.append(job)
+        release.wait(5)
+        return None
+
+    monkeypatch.setattr(sweep, "_run_one", fake_run)
+    jobs = [sweep.Job.__new__(sweep.Job) for _ in range(6)]
+    results = sweep._results(jobs, [], 2, 1)
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    timer = threading.Timer(0.3, release.set)
+    timer.start()
+    monkeypatch.setattr(sweep, "as_completed", lambda fs: iter([interrupt()]))
+    with pytest.raises(KeyboardInterrupt):
+        next(results)
+    timer.join()
+    time.sleep(0.3)
+    assert len(started) <= 2  # at most the two running when Ctrl-C came; none after
