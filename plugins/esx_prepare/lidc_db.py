@@ -89,7 +89,7 @@ def locate(database: str | Path | None) -> Path:
         return found
     path = Path(database).expanduser()
     if not path.is_file():
-        raise DataMissingError(f"data.params.database: {path} does not exist; {INSTALL_FIX}")
+        raise DataMissingError(f"the annotation database {path} does not exist; {INSTALL_FIX}")
     return path
 
 
@@ -283,3 +283,45 @@ def build_nodules(
                 )
             )
     return NoduleSet(out, len(scans), len(patients), annotations, ambiguous)
+
+
+def summarise(ns: NoduleSet) -> dict[str, object]:
+    """What the set holds: counts, readers per nodule, mask sizes, inter-reader Dice.
+
+    Areas are of the truth mask (the readers' 50% consensus) on the middle slice, in mm²
+    from the scan's pixel spacing; the diameter is that of a disc of the same area. Dice is
+    the mean over reader pairs of one nodule, on the middle slice, over nodules with two or
+    more readers.
+    """
+    readers = np.array([n.readers for n in ns.nodules], dtype=int)
+    area = np.array([n.boxes[-1].sum() * n.pixel_spacing**2 for n in ns.nodules])
+    dice = []
+    for n in ns.nodules:
+        if n.readers < 2:
+            continue
+        pair = []
+        for i in range(n.readers):
+            for j in range(i + 1, n.readers):
+                a, b = n.boxes[i], n.boxes[j]
+                total = a.sum() + b.sum()
+                pair.append(2 * (a & b).sum() / total if total else 1.0)
+        dice.append(float(np.mean(pair)))
+
+    def quartiles(x: np.ndarray) -> list[float]:
+        return [round(float(v), 2) for v in np.percentile(x, [25, 50, 75])] if len(x) else []
+
+    return {
+        "scans": ns.scans,
+        "patients": ns.patients,
+        "annotations": ns.annotations,
+        "nodules": len(ns.nodules),
+        "ambiguous_groups_left_out": ns.ambiguous,
+        "readers_per_nodule": {
+            str(k): int((readers == k).sum()) for k in range(1, 9) if (readers == k).any()
+        },
+        "truth_area_mm2_quartiles": quartiles(area),
+        "truth_diameter_mm_quartiles": quartiles(2 * np.sqrt(area / np.pi)),
+        "empty_truth_on_middle_slice": int((area == 0).sum()),
+        "inter_reader_dice_mean": round(float(np.mean(dice)), 3) if dice else None,
+        "inter_reader_dice_quartiles": quartiles(np.array(dice)),
+    }
