@@ -12,47 +12,63 @@ and ``predictions.csv``; runs are grouped by their parent folder (one method,
 several seeds), and the table gives mean ± std over seeds.
 
     python experiments/cue_reliance.py runs/table1_amax/oracle runs/table1_amax/b_gradia
+    python experiments/cue_reliance.py runs/keyrows/* --into runs/keyrows_cue
+    esx report runs/keyrows_cue --metrics accuracy_cue_conflict,cue_reliance
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
+import shutil
 import statistics
 import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np  # noqa: E402
+
 from esx.errors import EsxError  # noqa: E402
 from esx.interfaces import BuildContext  # noqa: E402
+from esx.metrics import cue_reliance  # noqa: E402
 from esx.plugins import registry  # noqa: E402
 from esx.recipe import load_recipe  # noqa: E402
 
 
 def reliance(run: Path) -> dict[str, float]:
-    """Accuracies on marker-agreeing and marker-conflicting test images of one run."""
+    """Accuracies on marker-agreeing and marker-conflicting test images of one run
+    (:func:`esx.metrics.cue_reliance`, which newer runs record in ``metrics.json``)."""
     reg = registry()
     recipe = load_recipe(run / "recipe.yaml", reg)
-    if recipe.data.name != "phantom":
-        raise EsxError(
-            f"{run}: data {recipe.data.name!r} has no spurious marker; "
-            "this measure needs the phantom"
-        )
     data = recipe.data.build(BuildContext(seed=recipe.seed))
     test = data.split("test")
+    if not callable(getattr(test, "cue_present", None)):
+        raise EsxError(
+            f"{run}: data {recipe.data.name!r} has no spurious marker (no cue_present); "
+            "this measure needs the phantom or lidc_readers"
+        )
     with open(run / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    hits = {"agree": [], "conflict": []}
-    for r in rows:
-        label, pred = int(r["label"]), int(r["pred"])
-        side = "agree" if test.cue_present(int(r["id"])) == bool(label) else "conflict"
-        hits[side].append(label == pred)
-    out = {k: sum(v) / len(v) for k, v in hits.items()}
-    out["accuracy"] = sum(hits["agree"] + hits["conflict"]) / len(rows)
-    out["gap"] = out["agree"] - out["conflict"]
+    labels = np.array([int(r["label"]) for r in rows])
+    preds = np.array([int(r["pred"]) for r in rows])
+    cue = np.array([test.cue_present(int(r["id"])) for r in rows])
+    out = cue_reliance(labels, preds, cue)
+    out["accuracy"] = float(np.mean(labels == preds))
     return out
+
+
+def copy_with_reliance(run: Path, into: Path) -> None:
+    """Copy a run's metrics (with the reliance added to ``test``), recipe and predictions,
+    so that ``esx report INTO --metrics accuracy_cue_conflict,...`` pairs them."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["test"].update({k: v for k, v in reliance(run).items() if k != "accuracy"})
+    into.mkdir(parents=True, exist_ok=True)
+    (into / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    for name in ("recipe.yaml", "predictions.csv"):
+        shutil.copy(run / name, into / name)
 
 
 def runs_of(folder: Path) -> list[Path]:
@@ -66,8 +82,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "folders", nargs="+", type=Path, help="a run folder, or a method folder holding seed*/ runs"
     )
+    ap.add_argument(
+        "--into",
+        type=Path,
+        help="also copy each run, its reliance added to metrics.json, to INTO/<method>/<run>",
+    )
     args = ap.parse_args(argv)
-    cols = ("accuracy", "agree", "conflict", "gap")
+    if args.into:
+        for folder in args.folders:
+            for run in runs_of(folder):
+                copy_with_reliance(run, args.into / run.parent.name / run.name)
+    cols = ("accuracy", "accuracy_cue_agree", "accuracy_cue_conflict", "cue_reliance")
     print("| runs | seeds | " + " | ".join(cols) + " |")
     print("| --- | --- |" + " --- |" * len(cols))
     for folder in args.folders:

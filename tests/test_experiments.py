@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from esx.errors import EsxError
 from esx.interfaces import BuildContext
 from esx_phantom.dataset import Phantom, PhantomParams
 
-from conftest import ROOT
+from conftest import ROOT, make_folder
 
 
 def load_script(name: str):
@@ -47,15 +48,28 @@ def test_cue_reliance_on_hand_made_predictions(tmp_path, tiny_recipe, follows, c
     got = mod.reliance(tmp_path / "m" / "seed0")
     agree = sum(c == y for c, y in zip(cues, labels, strict=True))
     if follows == "marker":  # right exactly where marker and label agree
-        assert got == {"agree": 1.0, "conflict": 0.0, "accuracy": agree / 40, "gap": 1.0}
+        want = {"agree": 1.0, "conflict": 0.0, "accuracy": agree / 40, "reliance": 1.0}
     else:
-        assert got == {"agree": 1.0, "conflict": 1.0, "accuracy": 1.0, "gap": 0.0}
-    mod.main([str(tmp_path / "m")])
+        want = {"agree": 1.0, "conflict": 1.0, "accuracy": 1.0, "reliance": 0.0}
+    assert got == {
+        "accuracy_cue_agree": want["agree"],
+        "accuracy_cue_conflict": want["conflict"],
+        "cue_reliance": want["reliance"],
+        "accuracy": want["accuracy"],
+    }
+    (tmp_path / "m" / "seed0" / "metrics.json").write_text('{"test": {"accuracy": 0.5}}')
+    mod.main([str(tmp_path / "m"), "--into", str(tmp_path / "copy")])
     assert "| 1 |" in capsys.readouterr().out
+    copied = json.loads((tmp_path / "copy" / "m" / "seed0" / "metrics.json").read_text())
+    assert copied["test"]["cue_reliance"] == want["reliance"]
 
 
 def test_cue_reliance_refuses_other_data(tmp_path, tiny_recipe):
-    tiny_recipe["data"] = {"name": "folder", "params": {"root": str(tmp_path / "nowhere")}}
+    make_folder(tmp_path / "data")
+    tiny_recipe["data"] = {
+        "name": "folder",
+        "params": {"root": str(tmp_path / "data"), "num_annotators": 2},
+    }
     write_run(tmp_path / "r", tiny_recipe, [(0, 0)])
     with pytest.raises(EsxError, match="has no spurious marker"):
         load_script("cue_reliance").reliance(tmp_path / "r")
