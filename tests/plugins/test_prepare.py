@@ -327,7 +327,10 @@ def test_missing_data_falls_back_loudly(tmp_path, monkeypatch):
     assert "SYNTHETIC" in res.output
     data = json.loads((run / "metrics.json").read_text())["data"]
     assert data["synthetic"] is True and data["fallback_from"]["wanted"] == "folder"
-    assert "name: phantom" in (run / "recipe.yaml").read_text()  # what ran, for --resume
+    assert "name: lidc_readers" in (run / "recipe.yaml").read_text()  # what ran, for --resume
+    # The fallback is LIDC-IDRI's real readers on synthetic images, and says so.
+    assert data["annotations"] == "LIDC-IDRI readers" and data["images"] == "synthetic"
+    assert "the annotations are real: LIDC-IDRI readers" in " ".join(res.output.split())
     # Without a fallback, missing data is an error, not a silent substitute.
     res = _invoke(
         "run",
