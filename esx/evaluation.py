@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -20,7 +19,7 @@ from esx.build import Components
 from esx.contracts import call
 from esx.data import collate
 from esx.interfaces import normalise_maps
-from esx.metrics import classification, cue_reliance, localisation, summarise_localisation
+from esx.metrics import classification, localisation, summarise_localisation
 from esx.runtime import Runtime
 from esx.types import Table
 
@@ -131,13 +130,8 @@ def write_results(
     rows = [[int(i), int(lab), f"{p:.6f}", int(pr)] for i, lab, p, pr in cols]
     outputs.write_csv(out / "predictions.csv", ["id", "label", "prob_positive", "pred"], rows)
     info = c.dataset.info
-    split = c.dataset.split("test")
-    cue = {}
-    if callable(getattr(split, "cue_present", None)):  # a dataset with a spurious cue
-        flags = np.array([split.cue_present(int(i)) for i in test["index"]])
-        cue = cue_reliance(np.asarray(test["label"]), np.asarray(test["pred"]), flags)
     metrics = {
-        "test": {**{k: v for k, v in test["metrics"].items() if k != "loss"}, **cue},
+        "test": {k: v for k, v in test["metrics"].items() if k != "loss"},
         "explanation": test.get("explanation", {}),
         **({"explanations": test["explanations"]} if len(test.get("explanations", {})) > 1 else {}),
         "validation": best,

@@ -48,25 +48,6 @@ def classification(labels: np.ndarray, probs: np.ndarray, preds: np.ndarray) -> 
     }
 
 
-def cue_reliance(labels: np.ndarray, preds: np.ndarray, cue: np.ndarray) -> dict[str, float]:
-    """Accuracy where a spurious cue agrees with the label (positives with it, negatives
-    without), where it conflicts (positives without, negatives with), and the difference:
-    how much the model leans on the cue (near 0 when it ignores it)."""
-    labels, preds, cue = (np.asarray(x).astype(bool) for x in (labels, preds, cue))
-    agree = cue == labels
-    out = {
-        "accuracy_cue_agree": float(np.mean(preds[agree] == labels[agree]))
-        if agree.any()
-        else None,
-        "accuracy_cue_conflict": (
-            float(np.mean(preds[~agree] == labels[~agree])) if (~agree).any() else None
-        ),
-    }
-    if None not in out.values():
-        out["cue_reliance"] = out["accuracy_cue_agree"] - out["accuracy_cue_conflict"]
-    return out
-
-
 def map_overlap(maps: Tensor, truth: Tensor, threshold: float) -> Tensor:
     """Per-image IoU, precision and recall of thresholded maps against true masks.
 

@@ -33,14 +33,31 @@ import numpy as np  # noqa: E402
 
 from esx.errors import EsxError  # noqa: E402
 from esx.interfaces import BuildContext  # noqa: E402
-from esx.metrics import cue_reliance  # noqa: E402
 from esx.plugins import registry  # noqa: E402
 from esx.recipe import load_recipe  # noqa: E402
 
 
+def cue_reliance(labels: np.ndarray, preds: np.ndarray, cue: np.ndarray) -> dict[str, float]:
+    """Accuracy where a spurious cue agrees with the label (positives with it, negatives
+    without), where it conflicts (positives without, negatives with), and the difference:
+    how much the model leans on the cue (near 0 when it ignores it)."""
+    labels, preds, cue = (np.asarray(x).astype(bool) for x in (labels, preds, cue))
+    agree = cue == labels
+    out = {
+        "accuracy_cue_agree": float(np.mean(preds[agree] == labels[agree]))
+        if agree.any()
+        else None,
+        "accuracy_cue_conflict": (
+            float(np.mean(preds[~agree] == labels[~agree])) if (~agree).any() else None
+        ),
+    }
+    if None not in out.values():
+        out["cue_reliance"] = out["accuracy_cue_agree"] - out["accuracy_cue_conflict"]
+    return out
+
+
 def reliance(run: Path) -> dict[str, float]:
-    """Accuracies on marker-agreeing and marker-conflicting test images of one run
-    (:func:`esx.metrics.cue_reliance`, which newer runs record in ``metrics.json``)."""
+    """Accuracies on marker-agreeing and marker-conflicting test images of one run."""
     reg = registry()
     recipe = load_recipe(run / "recipe.yaml", reg)
     data = recipe.data.build(BuildContext(seed=recipe.seed))

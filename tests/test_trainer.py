@@ -71,19 +71,6 @@ def test_metrics_equal_sklearn_from_predictions(smoke_run):
     assert m["precision"] == pytest.approx(skm.precision_score(y, yhat, zero_division=0))
     assert m["recall"] == pytest.approx(skm.recall_score(y, yhat, zero_division=0))
     assert m["f1"] == pytest.approx(skm.f1_score(y, yhat, zero_division=0))
-    # The phantom has a spurious marker: accuracy where it agrees with the label and where
-    # it conflicts, recomputed from the predictions and the split's marker flags.
-    recipe = yaml.safe_load((out / "recipe.yaml").read_text())
-    from esx_phantom.dataset import Phantom, PhantomParams
-
-    test = Phantom(PhantomParams(**recipe["data"]["params"]), None).split("test")
-    agree = [test.cue_present(int(r["id"])) == bool(int(r["label"])) for r in rows]
-    hits = [a == b for a, b in zip(y, yhat, strict=True)]
-    on = [h for h, a in zip(hits, agree, strict=True) if a]
-    off = [h for h, a in zip(hits, agree, strict=True) if not a]
-    assert m["accuracy_cue_agree"] == pytest.approx(sum(on) / len(on))
-    assert m["accuracy_cue_conflict"] == pytest.approx(sum(off) / len(off))
-    assert m["cue_reliance"] == pytest.approx(sum(on) / len(on) - sum(off) / len(off))
 
 
 def test_metric_functions_on_random_data():
