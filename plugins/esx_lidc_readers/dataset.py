@@ -41,7 +41,7 @@ from esx.data import Sample
 from esx.errors import DataError
 from esx.interfaces import BuildContext, DataInfo, Dataset, Params
 from esx.masks import area_downsample, as_tensor_mask
-from esx_phantom.dataset import _MEAN, _STD, CueSpec
+from esx_phantom.dataset import _MEAN, _STD, CueSpec, scene_draws
 from esx_phantom.render import render, shift_mask
 from esx_prepare import lidc_db
 from esx_prepare.common import split_groups
@@ -218,12 +218,7 @@ class LidcReadersSplit(torch.utils.data.Dataset):
         p = self.o.params
         rng = np.random.default_rng([p.seed, self.code, i, 0x11DC])
         positive = bool(self.items[i][1])
-        if self.split in p.cue.correlated_splits:
-            p_cue = p.cue.strength if positive else 1 - p.cue.strength
-        else:
-            p_cue = p.cue.p_uncorrelated
-        lookalike = bool(rng.random() < p.lookalike_prob)
-        return rng, positive, lookalike, bool(rng.random() < p_cue)
+        return rng, positive, *scene_draws(rng, positive, self.split, p.cue, p.lookalike_prob)
 
     def cue_present(self, i: int) -> bool:
         """Whether sample ``i`` holds the spurious marker (without rendering it)."""

@@ -89,6 +89,20 @@ class PhantomParams(Params):
         return v
 
 
+def scene_draws(
+    rng: np.random.Generator, positive: bool, split: str, cue: CueSpec, lookalike_prob: float
+) -> tuple[bool, bool]:
+    """A sample's first draws: whether it holds a look-alike, and the spurious cue (with
+    ``cue.strength`` for positives and ``1 - cue.strength`` for negatives in the correlated
+    splits, ``cue.p_uncorrelated`` elsewhere)."""
+    if split in cue.correlated_splits:
+        p_cue = cue.strength if positive else 1 - cue.strength
+    else:
+        p_cue = cue.p_uncorrelated
+    lookalike = bool(rng.random() < lookalike_prob)
+    return lookalike, bool(rng.random() < p_cue)
+
+
 class PhantomSplit(torch.utils.data.Dataset):
     """One split of the phantom; items are :class:`esx.data.Sample`."""
 
@@ -117,12 +131,7 @@ class PhantomSplit(torch.utils.data.Dataset):
         p = self.p
         rng = np.random.default_rng([p.seed, self.code, i])
         positive = bool(self.labels[i])
-        if self.split in p.cue.correlated_splits:
-            p_cue = p.cue.strength if positive else 1 - p.cue.strength
-        else:
-            p_cue = p.cue.p_uncorrelated
-        lookalike = bool(rng.random() < p.lookalike_prob)
-        return rng, positive, lookalike, bool(rng.random() < p_cue)
+        return rng, positive, *scene_draws(rng, positive, self.split, p.cue, p.lookalike_prob)
 
     def cue_present(self, i: int) -> bool:
         """Whether sample ``i`` holds the spurious marker (without rendering it)."""

@@ -148,20 +148,23 @@ def test_missing_and_malformed_databases_say_which_file_and_the_fix(tmp_path):
     junk.write_text("not a database")
     with pytest.raises(lidc_db.DatabaseError, match=r"junk\.sqlite: not a readable SQLite"):
         list(lidc_db.read_scans(junk))
-    other = tmp_path / "other.sqlite"
-    con = sqlite3.connect(other)
-    con.execute("CREATE TABLE scans (id INTEGER, patient_id VARCHAR)")
-    con.commit()
-    con.close()
+    other = _altered(tmp_path / "other.sqlite", "CREATE TABLE scans (id INTEGER)", fresh=True)
     with pytest.raises(lidc_db.DatabaseError, match=r"other\.sqlite: no column\(s\) "):
         list(lidc_db.read_scans(other))
-    bad = write_database(tmp_path / "bad.sqlite")
-    con = sqlite3.connect(bad)
-    con.execute("UPDATE contours SET coords = 'a,b' WHERE id = 1")
-    con.commit()
-    con.close()
+    bad = _altered(tmp_path / "bad.sqlite", "UPDATE contours SET coords = 'a,b' WHERE id = 1")
     with pytest.raises(lidc_db.DatabaseError, match=r"contour 1: coords are not 'x,y'"):
         list(lidc_db.read_scans(bad))
+
+
+def _altered(path: Path, sql: str, fresh: bool = False) -> Path:
+    """The tiny database (or, ``fresh``, an empty file) with one SQL statement run on it."""
+    if not fresh:
+        write_database(path)
+    con = sqlite3.connect(path)
+    con.execute(sql)
+    con.commit()
+    con.close()
+    return path
 
 
 def test_run_with_a_broken_database_is_one_message(tmp_path, tiny_recipe):
