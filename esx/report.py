@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import statistics
 from dataclasses import dataclass, field
@@ -296,6 +297,8 @@ def _fmt(ms: Any, bold: bool = False, digits: int = 4) -> str:
     mean, sd, n = ms
     if n == 0:
         return "-"
+    if 0 < abs(mean) < 0.01:  # small values (MSE of a small mask): three significant digits
+        digits = max(digits, 2 - math.floor(math.log10(abs(mean))))
     text = f"{mean:.{digits}f}" if n <= 1 else f"{mean:.{digits}f} ± {sd:.{digits}f}"
     return f"**{text}**" if bold else text
 

@@ -310,3 +310,12 @@ def test_ctrl_c_stops_a_parallel_sweep_without_starting_queued_runs(tmp_path, mo
     timer.join()
     time.sleep(0.3)
     assert len(started) <= 2  # at most the two running when Ctrl-C came; none after
+
+
+def test_report_keeps_three_significant_digits_of_small_means():
+    """Table 2's MSE of a small mask is ~0.002: four decimals would hide every difference."""
+    from esx.report import _fmt
+
+    assert _fmt((0.0017231, 0.0001, 5)) == "0.00172 ± 0.00010"
+    assert _fmt((0.0016941, 0.0, 1)) == "0.00169"
+    assert _fmt((0.75, 0.01, 3)) == "0.7500 ± 0.0100"
