@@ -19,7 +19,8 @@ Our choices where the paper is silent (each a recipe option):
 - L_gen is averaged over annotated images rather than summed, so λ_gen does
   not scale with the batch size.
 - T, the aggregated annotation fed to Enc_T, is the vote of the valid masks.
-- The decoder has a skip path from the image and T (see :mod:`esx_magi.model`).
+- The decoder has a skip path from the image and T, and its output is a
+  residual on T (see :mod:`esx_magi.model`); ``skip`` and ``residual`` change both.
 - ``lr``: the generator learns at its own rate (default 1e-3): a 30-epoch run
   of 100 images is ~200 steps, too few for a from-scratch generator at the
   classifier's 1e-4; ω keeps ``train.lr``.
@@ -65,6 +66,16 @@ class MagiParams(Params):
         "geometry of the paper's nodule-centred LIDC crops) instead of the whole image",
     )
     crop_scale: float = Field(2.0, ge=1.0, description="crop side / side of the masks' box")
+    skip: Literal["image+vote", "image", "vote"] = Field(
+        "image+vote",
+        description="what the decoder sees at resolution R besides the latents: the image "
+        "and the observed vote T, the image only (T only through its latent), or T only",
+    )
+    residual: bool = Field(
+        True,
+        description="generate a residual on the observed vote T (an untrained generator "
+        "reproduces T); false: the decoder's output alone",
+    )
     gen_loss: Literal["l1", "normalized_l1"] = Field(
         "l1",
         description="l1: the paper's mean |E - Ê|; normalized_l1: divided by the area of "
@@ -92,6 +103,8 @@ class Magi(Aggregator):
             params.z_annotation,
             params.z_annotator,
             params.width,
+            params.skip,
+            params.residual,
         )
         self.omega = torch.nn.Parameter(torch.zeros(u))
         # Names of the simulated annotators, when the dataset knows them (reports only).

@@ -11,7 +11,10 @@ Departure from the paper (whose code is not public): the decoder also sees
 the image and T at resolution R through a small convolutional stem (a skip
 connection), the latents enter as a per-annotator feature bias, and the
 output is a residual on T (logits + 3·(2T − 1)), so an untrained generator
-reproduces the observed vote. A decoder
+reproduces the observed vote. Both are options (``skip``, ``residual``):
+with ``skip: image`` and ``residual: false`` T reaches the decoder only
+through its latent z_T, so the generated masks are drawn from the image and a
+16-number summary of the votes rather than copied from them. A decoder
 that had to place a lesion a few pixels wide from a latent vector alone cannot
 be taught by ~100 training images; with the skip it only has to learn each
 annotator's transformation of the evidence (erode, dilate, shift, pick the
@@ -39,6 +42,10 @@ def _encoder(in_ch: int, width: int, z: int) -> nn.Module:
     )
 
 
+#: what the decoder's convolutional stem sees at resolution R
+SKIPS = ("image+vote", "image", "vote")
+
+
 class Generator(nn.Module):
     """Generates every annotator's mask for every image."""
 
@@ -50,13 +57,19 @@ class Generator(nn.Module):
         z_annotation: int,
         z_annotator: int,
         width: int,
+        skip: str = "image+vote",
+        residual: bool = True,
     ) -> None:
         super().__init__()
+        if skip not in SKIPS:
+            raise ValueError(f"skip {skip!r}: one of {', '.join(SKIPS)}")
+        self.skip, self.residual = skip, residual
+        stem_in = {"image+vote": in_chans + 1, "image": in_chans, "vote": 1}[skip]
         self.enc_image = _encoder(in_chans, width, z_image)
         self.enc_annotation = _encoder(1, width, z_annotation)
         self.annotator = nn.Parameter(torch.randn(annotators, z_annotator))
         self.stem = nn.Sequential(
-            nn.Conv2d(in_chans + 1, 2 * width, 3, padding=1),
+            nn.Conv2d(stem_in, 2 * width, 3, padding=1),
             nn.GELU(),
             nn.Conv2d(2 * width, 2 * width, 3, padding=2, dilation=2),
         )
@@ -92,12 +105,15 @@ class Generator(nn.Module):
             ],
             dim=2,
         )  # (B, U, Z)
-        shared = self.stem(torch.cat([image, annotation], dim=1))  # (B, W, R, R)
+        seen = {"image+vote": [image, annotation], "image": [image], "vote": [annotation]}
+        shared = self.stem(torch.cat(seen[self.skip], dim=1))  # (B, W, R, R)
         feats = shared[:, None] + self.film(z)[..., None, None]  # (B, U, W, R, R)
         logits = self.head(feats.flatten(0, 1)).view(b, u, *image.shape[-2:])
-        # Residual on T: an untrained generator reproduces the observed vote,
-        # and training learns each annotator's departure from it.
-        return logits + self.prior_scale * (2 * annotation - 1), kl_i + kl_t
+        if self.residual:
+            # Residual on T: an untrained generator reproduces the observed vote,
+            # and training learns each annotator's departure from it.
+            logits = logits + self.prior_scale * (2 * annotation - 1)
+        return logits, kl_i + kl_t
 
 
 def resize(x: Tensor, size: int) -> Tensor:

@@ -80,6 +80,45 @@ def test_untrained_generator_reproduces_the_vote():
     assert agree > 0.9
 
 
+@pytest.mark.parametrize("skip", ["image+vote", "image", "vote"])
+def test_decoder_sees_only_what_skip_names(skip):
+    """With ``residual: false`` the vote reaches the masks through the stem only when
+    ``skip`` names it (and always through its latent); the image likewise."""
+    m = _magi(skip=skip, residual=False).eval()
+    g = m.generator
+    b = tiny_batch(b=2, annotators=3, size=16)
+    image = torch.randn(2, 1, 16, 16, requires_grad=True)
+    t = torch.rand(2, 1, 16, 16, requires_grad=True)
+    assert g(image, t)[0].shape == (2, 3, 16, 16)
+    assert g.stem[0].in_channels == {"image+vote": 2, "image": 1, "vote": 1}[skip]
+    # Zeroing the encoders leaves the stem as the only path from the inputs.
+    for enc in (g.enc_image, g.enc_annotation):
+        for p in enc.parameters():
+            p.data.zero_()
+    logits, _ = g(image, t)
+    grad_i, grad_t = torch.autograd.grad(logits.sum(), [image, t])
+    assert (grad_i.abs().sum() > 0) == (skip != "vote")
+    assert (grad_t.abs().sum() > 0) == (skip != "image")
+    assert m(b).targets.masks.shape == (2, 1, 16, 16)
+
+
+def test_residual_adds_the_scaled_vote_to_the_logits():
+    torch.manual_seed(0)
+    image, t = torch.randn(2, 1, 16, 16), (torch.rand(2, 1, 16, 16) > 0.5).float()
+    with_res, without = _magi(residual=True).generator.eval(), _magi(residual=False).generator
+    without.load_state_dict(with_res.state_dict())
+    a, _ = with_res(image, t)
+    b, _ = without.eval()(image, t)
+    assert torch.allclose(a - b, (3.0 * (2 * t - 1)).expand_as(a))
+
+
+def test_unknown_skip_is_a_recipe_error():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="skip"):
+        Magi.Params(skip="latent")
+
+
 def test_warmup_supervises_nothing():
     m = _magi(warmup_steps=2).train()
     b = tiny_batch(b=4, annotators=3, size=32)
