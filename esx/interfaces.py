@@ -239,6 +239,18 @@ class Aggregator(nn.Module, Component):
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params, "lr": lr}] if params else []
 
+    def prepare(self, loader: Any, device: torch.device) -> None:
+        """Fit what must be fitted before the aggregator supervises anything.
+
+        Called once, before the first training step of a fresh run (not on a
+        resume: the checkpoint holds what it fitted), with a loader of the
+        training split (a shuffled pass per iteration, :class:`~esx.types.Batch`
+        on the CPU). Default: nothing. E.g. a generator pre-trained on the
+        training annotations, or annotator reliabilities estimated by EM.
+        Under several processes every process calls it on the whole split, and
+        the main process's state is then given to all.
+        """
+
 
 class Loss(nn.Module, Component):
     """An explanation-supervision loss: ``(maps (N, h, w), Targets) → scalar``.

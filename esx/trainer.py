@@ -35,6 +35,7 @@ from esx.build import build
 from esx.contracts import ComponentError, ContractError, RunFailed
 from esx.data import loader
 from esx.errors import EsxError, NonFiniteLossError
+from esx.interfaces import Aggregator
 from esx.recipe import Recipe, dump_recipe
 from esx.runtime import FP16_EXPLAIN_SCALE, Runtime, seed_everything
 from esx.step import StepModule
@@ -147,6 +148,8 @@ class Trainer:
             log.info("no epoch had finished: the resumed run starts at epoch 1")
             resume = False
         loop = self._restore(shuffle) if resume else {**loop, "history": [], "seconds": 0.0}
+        if not resume:
+            self._prepare_aggregator()
         started = time.time() - loop["seconds"]
         self._clock = time.time()  # the start of the epoch in progress
         with runlog.progress(self.console) as progress:
@@ -202,6 +205,26 @@ class Trainer:
             "esx %s, device %s, data %s %s, precision %s, processes %d",
             *(__version__, self.rt.device, info.name, info.splits),
             *(self.rt.precision, self.rt.world.size),
+        )
+
+    def _prepare_aggregator(self) -> None:
+        """The aggregator's :meth:`~esx.interfaces.Aggregator.prepare`, once, before training;
+        under several processes the main process's result is given to all."""
+        t, agg = self.recipe.train, self.c.aggregator
+        if type(agg).prepare is Aggregator.prepare:
+            return
+        self.epoch = "preparing the aggregator"
+        began = time.time()
+        order = torch.Generator().manual_seed(self.recipe.seed + 1)
+        agg.prepare(
+            loader(self.c.dataset.split("train"), t.batch_size, order, t.num_workers),
+            self.rt.device,
+        )
+        if self.rt.world.distributed:
+            state = dist.broadcast(agg.state_dict() if self.rt.world.main else None, self.rt.world)
+            agg.load_state_dict(state)
+        log.info(
+            "aggregator %r prepared in %.1f s", self.recipe.aggregator.name, time.time() - began
         )
 
     def _train_epoch(self, dl: Any, epoch: int, progress: Any) -> dict[str, float]:

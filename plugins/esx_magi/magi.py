@@ -24,6 +24,9 @@ Our choices where the paper is silent (each a recipe option):
 - ``lr``: the generator learns at its own rate (default 1e-3): a 30-epoch run
   of 100 images is ~200 steps, too few for a from-scratch generator at the
   classifier's 1e-4; ω keeps ``train.lr``.
+- ``pretrain_steps``: before the classifier's first step, the generator
+  trains alone on the training annotations for this many steps (a run of
+  100 images gives it only ~7 steps per epoch).
 - ``warmup_steps``: for the first steps the generator trains but supervises
   nothing (zero target weight), so the classifier never learns from an
   untrained generator's masks.
@@ -31,6 +34,7 @@ Our choices where the paper is silent (each a recipe option):
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +50,8 @@ from esx.types import Batch, Table, Targets
 from esx_magi.alignment import MAX_ANNOTATORS, align
 from esx_magi.model import Generator, resize
 
+log = logging.getLogger("esx")
+
 
 class MagiParams(Params):
     gen_size: int = Field(56, ge=8, description="generation resolution R (masks are R x R)")
@@ -59,6 +65,12 @@ class MagiParams(Params):
     )
     detach_targets: bool = Field(True, description="keep L_exp gradients out of the generator")
     warmup_steps: int = Field(0, ge=0, description="steps before the generated masks supervise")
+    pretrain_steps: int = Field(
+        0,
+        ge=0,
+        description="steps that train the generator alone on the training annotations "
+        "before the classifier's first step (at the generator's lr)",
+    )
     lr: float | None = Field(1e-3, gt=0, description="generator learning rate; null = train.lr")
     crop: bool = Field(
         False,
@@ -110,6 +122,7 @@ class Magi(Aggregator):
         # Names of the simulated annotators, when the dataset knows them (reports only).
         self.annotator_names = list(context.data.details.get("annotators", []))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self._gen_lr = params.lr if params.lr is not None else 1e-3
 
     @classmethod
     def example_params(cls, workdir: Path) -> dict[str, Any]:
@@ -117,10 +130,45 @@ class Magi(Aggregator):
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         own = self.params.lr if self.params.lr is not None else lr
+        self._gen_lr = own
         return [
             {"params": list(self.generator.parameters()), "lr": own},
             {"params": [self.omega], "lr": lr},
         ]
+
+    def prepare(self, loader: Any, device: torch.device) -> None:
+        """``pretrain_steps`` Adam steps of L_gen alone on the training annotations (the
+        generator only; ω learns from L_exp later). The step counter of ``warmup_steps``
+        starts after them."""
+        n = self.params.pretrain_steps
+        if n == 0:
+            return
+        opt = torch.optim.Adam(self.generator.parameters(), lr=self._gen_lr)
+        self.train()
+        done = 0
+        while done < n:
+            seen = done
+            for batch in loader:
+                batch = batch.to(device)
+                if not batch.annotated.any():
+                    continue
+                out = self(batch)
+                opt.zero_grad(set_to_none=True)
+                out.loss.backward()
+                opt.step()
+                done += 1
+                if done % 100 == 0 or done == n:
+                    log.info(
+                        "magi pre-training: step %d of %d, L1 %.4f", done, n, out.logs["gen_l1"]
+                    )
+                if done == n:
+                    break
+            if done == seen:
+                raise DataError(
+                    f"aggregator 'magi': pretrain_steps is {n} but no training image has an "
+                    "annotation; set aggregator.params.pretrain_steps=0"
+                )
+        self.steps.zero_()
 
     @property
     def weights(self) -> Tensor:

@@ -182,6 +182,62 @@ def test_generator_has_its_own_learning_rate(registry, tiny_recipe, tmp_path):
     assert n_opt == n_all
 
 
+def test_pretraining_trains_the_generator_alone_for_its_steps():
+    m = _magi(pretrain_steps=5)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    batches = [tiny_batch(b=4, annotators=3, size=32, seed=s) for s in range(2)]
+    calls = []
+    m.register_forward_hook(lambda *_: calls.append(1))
+    m.prepare(batches, torch.device("cpu"))  # 2 batches a pass: 3 passes, the last cut short
+    assert len(calls) == 5
+    after = m.state_dict()
+    assert not torch.equal(after["generator.annotator"], before["generator.annotator"])
+    assert torch.equal(after["omega"], before["omega"])  # ω learns from L_exp only
+    assert int(m.steps) == 0  # warmup_steps counts the run's steps, not these
+
+
+def test_pretraining_needs_annotations_and_is_off_by_default():
+    from dataclasses import replace
+
+    from esx.errors import DataError
+
+    b = tiny_batch(b=4, annotators=3, size=32)
+    off = _magi()
+    before = {k: v.clone() for k, v in off.state_dict().items()}
+    off.prepare([b], torch.device("cpu"))
+    assert all(torch.equal(v, before[k]) for k, v in off.state_dict().items())
+    bare = replace(b, mask_valid=torch.zeros_like(b.mask_valid))
+    with pytest.raises(DataError, match="pretrain_steps=0"):
+        _magi(pretrain_steps=3).prepare([bare], torch.device("cpu"))
+
+
+def test_the_trainer_prepares_a_fresh_run_once_and_not_a_resumed_one(
+    registry, tiny_recipe, tmp_path, monkeypatch
+):
+    from esx.recipe import validate_recipe
+    from esx.trainer import Trainer
+
+    sizes = []
+    prepare = Magi.prepare
+
+    def spy(self, loader, device):
+        sizes.append(len(loader.dataset))
+        prepare(self, loader, device)
+
+    monkeypatch.setattr(Magi, "prepare", spy)
+    tiny_recipe["aggregator"] = {
+        "name": "magi",
+        "params": {"gen_size": 16, "width": 4, "pretrain_steps": 2},
+    }
+    tiny_recipe["train"]["epochs"] = 1
+    recipe = validate_recipe(tiny_recipe, registry)
+    Trainer(recipe, tmp_path).run()
+    assert sizes == [tiny_recipe["data"]["params"]["n_train"]]
+    Trainer(recipe, tmp_path).run(resume=True)  # from last.safetensors: nothing to prepare
+    assert len(sizes) == 1
+    assert "magi pre-training: step 2 of 2" in (tmp_path / "run.log").read_text()
+
+
 def test_normalized_cost_is_scale_free():
     m = _magi(gen_loss="normalized_l1")
     obs = torch.zeros(1, 1, 16, 16)
