@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,28 @@ def progress(console: Console) -> Progress:
         console=console,
         transient=False,
     )
+
+
+class Counted:
+    """A loader whose batches advance a progress bar (shown from the first batch read, so
+    a reader that reads nothing shows nothing); ``dataset`` and ``len`` are the loader's."""
+
+    def __init__(self, loader: Any, progress: Any, label: str) -> None:
+        self.loader, self.progress, self.label = loader, progress, label
+        self.dataset = loader.dataset
+        self.task: Any = None
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            if self.task is None:
+                self.task = self.progress.add_task(f"{self.label} (batches)", total=None)
+            yield batch
+            self.progress.advance(self.task)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None

@@ -148,11 +148,11 @@ class Trainer:
             log.info("no epoch had finished: the resumed run starts at epoch 1")
             resume = False
         loop = self._restore(shuffle) if resume else {**loop, "history": [], "seconds": 0.0}
-        if not resume:
-            self._prepare_aggregator()
         started = time.time() - loop["seconds"]
         self._clock = time.time()  # the start of the epoch in progress
         with runlog.progress(self.console) as progress:
+            if not resume:
+                self._prepare_aggregator(progress)
             epochs = progress.add_task("epochs", total=t.epochs, completed=loop["epoch"])
             for epoch in range(loop["epoch"] + 1, t.epochs + 1):
                 means = self._train_epoch(train_dl, epoch, progress)
@@ -207,19 +207,20 @@ class Trainer:
             *(self.rt.precision, self.rt.world.size),
         )
 
-    def _prepare_aggregator(self) -> None:
-        """The aggregator's :meth:`~esx.interfaces.Aggregator.prepare`, once, before training;
-        under several processes the main process's result is given to all."""
+    def _prepare_aggregator(self, progress: Any) -> None:
+        """The aggregator's :meth:`~esx.interfaces.Aggregator.prepare`, once, before training
+        (a progress bar counts the batches it reads); under several processes the main
+        process's result is given to all."""
         t, agg = self.recipe.train, self.c.aggregator
         if type(agg).prepare is Aggregator.prepare:
             return
         self.epoch = "preparing the aggregator"
         began = time.time()
         order = torch.Generator().manual_seed(self.recipe.seed + 1)
-        agg.prepare(
-            loader(self.c.dataset.split("train"), t.batch_size, order, t.num_workers),
-            self.rt.device,
-        )
+        dl = loader(self.c.dataset.split("train"), t.batch_size, order, t.num_workers)
+        counted = runlog.Counted(dl, progress, f"preparing {self.recipe.aggregator.name}")
+        agg.prepare(counted, self.rt.device)
+        counted.close()
         if self.rt.world.distributed:
             state = dist.broadcast(agg.state_dict() if self.rt.world.main else None, self.rt.world)
             agg.load_state_dict(state)

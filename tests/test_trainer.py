@@ -190,3 +190,22 @@ def test_last_checkpoint_dropped_when_asked(tmp_path):
     assert res.exit_code == 0, res.output
     assert (out / "metrics.json").is_file() and (out / "best.safetensors").is_file()
     assert not (out / "last.safetensors").exists()
+
+
+def test_a_prepare_loader_shows_its_bar_from_the_first_batch_read():
+    from rich.progress import Progress
+
+    from esx.runlog import Counted
+
+    dl = torch.utils.data.DataLoader(list(range(6)), batch_size=2)
+    progress = Progress()
+    counted = Counted(dl, progress, "preparing x")
+    assert len(counted) == 3 and counted.dataset is dl.dataset
+    assert not progress.tasks  # nothing read, nothing shown
+    batches = iter(counted)
+    next(batches)
+    assert [t.description for t in progress.tasks] == ["preparing x (batches)"]
+    assert len(list(batches)) == 2
+    assert progress.tasks[0].completed == 3
+    counted.close()
+    assert not progress.tasks
