@@ -297,6 +297,8 @@ def test_magi_recipe_trains_on_prepared_data_and_says_real(tmp_path):
         f"data.params.root={out}",
         "--set",
         "train.epochs=1",
+        "--set",
+        "aggregator.params.pretrain_steps=2",
     )
     assert res.exit_code == 0, res.output
     assert "SYNTHETIC" not in res.output and "DATA NOT FOUND" not in res.output
@@ -315,6 +317,8 @@ def test_missing_data_falls_back_loudly(tmp_path, monkeypatch):
         str(run),
         "--set",
         "train.epochs=1",
+        "--set",
+        "aggregator.params.pretrain_steps=2",
         "--set",
         "data.fallback.params.n_train=8",
         "--set",
