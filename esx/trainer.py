@@ -227,6 +227,7 @@ class Trainer:
         log.info(
             "aggregator %r prepared in %.1f s", self.recipe.aggregator.name, time.time() - began
         )
+        self._clock = time.time()  # epoch 1's time excludes the preparation
 
     def _train_epoch(self, dl: Any, epoch: int, progress: Any) -> dict[str, float]:
         """One pass over the training split; the mean of each logged term over steps."""
