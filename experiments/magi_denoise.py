@@ -60,21 +60,11 @@ def train(recipe_path: str, sets: list[str], steps: str, seed: int) -> Iterator[
     shuffle = torch.Generator().manual_seed(seed)
     train_loader = loader(train_split, bs, shuffle, 0)
     test_loader = loader(c.dataset.split("test"), 64, None, 0)
-    opt = torch.optim.Adam(magi.param_groups(recipe.train.lr))
-    done = 0
-    while done < marks[-1]:
-        for batch in train_loader:
-            magi.train()
-            out = magi(batch)
-            opt.zero_grad()
-            out.loss.backward()
-            opt.step()
-            done += 1
-            if done in marks:
-                gen = evaluate(magi, test_loader, torch.device("cpu"))["generation"]
-                yield {"seed": seed, "steps": done, "gen_l1": out.logs["gen_l1"], **gen}
-            if done >= marks[-1]:
-                break
+    magi.param_groups(recipe.train.lr)  # the generator's own rate, as in a run
+    for done in magi.pretrain(train_loader, torch.device("cpu"), marks[-1]):
+        if done in marks:
+            gen = evaluate(magi, test_loader, torch.device("cpu"))["generation"]
+            yield {"seed": seed, "steps": done, **gen}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,6 +35,7 @@ Our choices where the paper is silent (each a recipe option):
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -137,38 +138,42 @@ class Magi(Aggregator):
         ]
 
     def prepare(self, loader: Any, device: torch.device) -> None:
-        """``pretrain_steps`` Adam steps of L_gen alone on the training annotations (the
-        generator only; ω learns from L_exp later). The step counter of ``warmup_steps``
-        starts after them."""
-        n = self.params.pretrain_steps
-        if n == 0:
+        """``pretrain_steps`` steps of :meth:`pretrain` before the classifier's first step."""
+        for _ in self.pretrain(loader, device, self.params.pretrain_steps):
+            pass
+
+    def pretrain(self, loader: Any, device: torch.device, steps: int) -> Iterator[int]:
+        """Adam steps of L_gen alone on the annotated batches of ``loader`` (the generator
+        only; ω learns from L_exp later), passing over it as often as needed; yields the
+        number of steps done after each. ``warmup_steps`` counts the run's steps, not these."""
+        if steps == 0:
             return
         opt = torch.optim.Adam(self.generator.parameters(), lr=self._gen_lr)
-        self.train()
         done = 0
-        while done < n:
+        while done < steps:
             seen = done
             for batch in loader:
                 batch = batch.to(device)
                 if not batch.annotated.any():
                     continue
-                out = self(batch)
+                self.train()  # a caller may evaluate between steps
+                loss, logs, _, _ = self._generation(batch)
                 opt.zero_grad(set_to_none=True)
-                out.loss.backward()
+                loss.backward()
                 opt.step()
                 done += 1
-                if done % 100 == 0 or done == n:
+                if done % 100 == 0 or done == steps:
                     log.info(
-                        "magi pre-training: step %d of %d, L1 %.4f", done, n, out.logs["gen_l1"]
+                        "magi pre-training: step %d of %d, L1 %.4f", done, steps, logs["gen_l1"]
                     )
-                if done == n:
+                yield done
+                if done == steps:
                     break
             if done == seen:
                 raise DataError(
-                    f"aggregator 'magi': pretrain_steps is {n} but no training image has an "
+                    f"aggregator 'magi': pretrain_steps is {steps} but no training image has an "
                     "annotation; set aggregator.params.pretrain_steps=0"
                 )
-        self.steps.zero_()
 
     @property
     def weights(self) -> Tensor:
@@ -229,6 +234,15 @@ class Magi(Aggregator):
         return theta
 
     def forward(self, batch: Batch) -> AggregatorOutput:
+        loss, logs, probs, theta = self._generation(batch)
+        if self.training:
+            self.steps += 1
+        targets = self._targets(probs, batch, theta)
+        return AggregatorOutput(targets=targets, loss=loss, logs=logs)
+
+    def _generation(self, batch: Batch) -> tuple[Tensor, dict[str, float], Tensor, Tensor | None]:
+        """L_gen (aligned L1 + β KL over annotated images), its parts, the generated
+        probabilities and the crops."""
         theta = self._crop_theta(batch) if self.params.crop else None  # once per step
         probs, kl, observed = self.generate(batch, theta)
         annotated = batch.annotated
@@ -239,11 +253,8 @@ class Magi(Aggregator):
         l1 = matched.sum(dim=1)[annotated].sum() / n
         kl_term = kl[annotated].sum() / n
         loss = l1 + self.params.beta * kl_term
-        if self.training:
-            self.steps += 1
-        targets = self._targets(probs, batch, theta)
         logs = {"gen_l1": float(l1.detach()), "gen_kl": float(kl_term.detach())}
-        return AggregatorOutput(targets=targets, loss=loss, logs=logs)
+        return loss, logs, probs, theta
 
     def cost(self, observed: Tensor, probs: Tensor) -> Tensor:
         """``cost[b, v, u]`` of explaining observed mask v by generated mask u: ``(B, V, U)``."""
