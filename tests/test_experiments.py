@@ -137,3 +137,56 @@ def test_results_page_replaces_only_its_section(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.argv", [*argv[:2], "--section", "missing", "--page", str(page)])
     with pytest.raises(SystemExit, match="no <!-- generated: missing -->"):
         mod.main()
+
+
+def write_history(folder, exp, val_acc, val_auc, best_epoch) -> None:
+    folder.mkdir(parents=True)
+    with open(folder / "history.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            ["epoch", "train_pred", *(["train_exp"] if exp else []), "val_accuracy", "val_auc"]
+        )
+        for i, (acc, auc) in enumerate(zip(val_acc, val_auc, strict=True)):
+            w.writerow([i + 1, 0.6, *([exp[i]] if exp else []), acc, auc])
+    (folder / "metrics.json").write_text(json.dumps({"validation": {"best_epoch": best_epoch}}))
+
+
+def test_selection_epochs_on_hand_made_histories(tmp_path, capsys):
+    # Supervised run: the explanation loss halves at epoch 3 (0.4 -> 0.2); the classifier
+    # leaves the constant 0.5 at epoch 2; chosen epoch 2, before the supervision acted.
+    write_history(
+        tmp_path / "sup" / "seed0",
+        [0.4, 0.3, 0.2, 0.1],
+        [0.5, 0.6, 0.7, 0.65],
+        [0.5, 0.6, 0.7, 0.8],
+        best_epoch=2,
+    )
+    write_history(
+        tmp_path / "sup" / "seed1",
+        [0.4, 0.1, 0.1, 0.1],
+        [0.5, 0.5, 0.7, 0.75],
+        [0.7, 0.6, 0.7, 0.6],
+        best_epoch=4,
+    )
+    write_history(
+        tmp_path / "base" / "seed0", None, [0.5, 0.6, 0.7, 0.7], [0.5, 0.6, 0.7, 0.7], best_epoch=3
+    )
+    mod = load_script("selection_epochs")
+    assert mod.run_summary(tmp_path / "sup" / "seed0") == {
+        "best": 2,
+        "last": 4,
+        "acted": 3,
+        "moved": 2,
+        "late_rise": pytest.approx(0.3),
+    }
+    assert mod.run_summary(tmp_path / "base" / "seed0")["acted"] is None
+    assert mod.main([str(tmp_path / "sup"), str(tmp_path / "base")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # median chosen 3 (2-4); 1 of 2 chose the last; acted at 2.5 (2-3); 1 of 2 chose before it;
+    # left 0.5 at 2.5 (2-3); AUC, epoch 1 to 4: (0.3 - 0.1) / 2, one of two rising
+    assert (
+        lines[2]
+        == "| sup | 2 | 3 (2–4) | 1/2 | 2.5 (2–3) | 1/2 | 2.5 (2–3) | +0.100 (1/2 rising) |"
+    )
+    assert lines[3] == "| base | 1 | 3 (3–3) | 0/1 | - | - | 2 (2–2) | +0.200 (1/1 rising) |"
+    assert mod.main([str(tmp_path / "none")]) == 2
