@@ -7,7 +7,8 @@ Markdown line per row:
 - the chosen epoch (median, range) and how many runs chose the last epoch;
 - the epoch at which the explanation loss (``train_exp``) first fell to half
   its first-epoch value: the supervision has acted from there on (rows
-  without supervision show "-");
+  without supervision show "-"; "n not halved" counts supervised runs whose
+  explanation loss never halved, e.g. the energy loss, which stays near 1);
 - how many runs chose an epoch *before* that point (selection picking a
   model the supervision had not yet shaped);
 - the first epoch whose validation accuracy leaves 0.5 (the classifier stops
@@ -37,12 +38,14 @@ def run_summary(run: Path) -> dict[str, float | None]:
     rows = list(csv.DictReader((run / "history.csv").open()))
     best = json.loads((run / "metrics.json").read_text())["validation"]["best_epoch"]
     exp = [float(r.get("train_exp") or 0) for r in rows]  # absent for unsupervised rows
-    acted = first_epoch([e <= exp[0] / 2 for e in exp]) if exp[0] > 0 else None
+    supervised = exp[0] > 0
+    acted = first_epoch([e <= exp[0] / 2 for e in exp]) if supervised else None
     moved = first_epoch([abs(float(r["val_accuracy"]) - 0.5) > 0.01 for r in rows])
     auc = [float(r["val_auc"]) for r in rows]
     return {
         "best": best,
         "last": len(rows),
+        "supervised": supervised,
         "acted": acted,
         "moved": moved,
         "late_rise": auc[-1] - auc[-4] if len(auc) >= 4 else None,
@@ -52,6 +55,7 @@ def run_summary(run: Path) -> dict[str, float | None]:
 def row_line(name: str, runs: list[dict[str, float | None]]) -> str:
     best = [r["best"] for r in runs]
     acted = [r["acted"] for r in runs if r["acted"] is not None]
+    unhalved = sum(1 for r in runs if r["supervised"] and r["acted"] is None)
     early = sum(1 for r in runs if r["acted"] is not None and r["best"] < r["acted"])
     moved = [r["moved"] for r in runs if r["moved"] is not None]
     rise = [r["late_rise"] for r in runs if r["late_rise"] is not None]
@@ -61,7 +65,11 @@ def row_line(name: str, runs: list[dict[str, float | None]]) -> str:
         str(len(runs)),
         f"{statistics.median(best):g} ({min(best)}–{max(best)})",
         f"{at_last}/{len(runs)}",
-        f"{statistics.median(acted):g} ({min(acted)}–{max(acted)})" if acted else "-",
+        "; ".join(
+            ([f"{statistics.median(acted):g} ({min(acted)}–{max(acted)})"] if acted else [])
+            + ([f"{unhalved} not halved"] if unhalved else [])
+        )
+        or "-",
         f"{early}/{len(runs)}" if acted else "-",
         f"{statistics.median(moved):g} ({min(moved)}–{max(moved)})" if moved else "-",
         f"{statistics.mean(rise):+.3f} ({sum(x > 0 for x in rise)}/{len(rise)} rising)"

@@ -175,6 +175,7 @@ def test_selection_epochs_on_hand_made_histories(tmp_path, capsys):
     assert mod.run_summary(tmp_path / "sup" / "seed0") == {
         "best": 2,
         "last": 4,
+        "supervised": True,
         "acted": 3,
         "moved": 2,
         "late_rise": pytest.approx(0.3),
@@ -190,3 +191,14 @@ def test_selection_epochs_on_hand_made_histories(tmp_path, capsys):
     )
     assert lines[3] == "| base | 1 | 3 (3–3) | 0/1 | - | - | 2 (2–2) | +0.200 (1/1 rising) |"
     assert mod.main([str(tmp_path / "none")]) == 2
+    # A supervised run whose explanation loss never halves (the energy loss stays near 1).
+    write_history(
+        tmp_path / "energy" / "seed0",
+        [0.9, 0.85, 0.8, 0.8],
+        [0.5, 0.6, 0.7, 0.7],
+        [0.5, 0.6, 0.7, 0.7],
+        best_epoch=3,
+    )
+    run = mod.run_summary(tmp_path / "energy" / "seed0")
+    assert run["supervised"] and run["acted"] is None
+    assert mod.row_line("energy", [run]).split(" | ")[4:6] == ["1 not halved", "-"]
