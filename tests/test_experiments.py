@@ -154,23 +154,13 @@ def write_history(folder, exp, val_acc, val_auc, best_epoch) -> None:
 def test_selection_epochs_on_hand_made_histories(tmp_path, capsys):
     # Supervised run: the explanation loss halves at epoch 3 (0.4 -> 0.2); the classifier
     # leaves the constant 0.5 at epoch 2; chosen epoch 2, before the supervision acted.
-    write_history(
-        tmp_path / "sup" / "seed0",
-        [0.4, 0.3, 0.2, 0.1],
-        [0.5, 0.6, 0.7, 0.65],
-        [0.5, 0.6, 0.7, 0.8],
-        best_epoch=2,
-    )
-    write_history(
-        tmp_path / "sup" / "seed1",
-        [0.4, 0.1, 0.1, 0.1],
-        [0.5, 0.5, 0.7, 0.75],
-        [0.7, 0.6, 0.7, 0.6],
-        best_epoch=4,
-    )
-    write_history(
-        tmp_path / "base" / "seed0", None, [0.5, 0.6, 0.7, 0.7], [0.5, 0.6, 0.7, 0.7], best_epoch=3
-    )
+    histories = {  # run: (explanation loss, val accuracy, val AUC, chosen epoch)
+        "sup/seed0": ([0.4, 0.3, 0.2, 0.1], [0.5, 0.6, 0.7, 0.65], [0.5, 0.6, 0.7, 0.8], 2),
+        "sup/seed1": ([0.4, 0.1, 0.1, 0.1], [0.5, 0.5, 0.7, 0.75], [0.7, 0.6, 0.7, 0.6], 4),
+        "base/seed0": (None, [0.5, 0.6, 0.7, 0.7], [0.5, 0.6, 0.7, 0.7], 3),
+    }
+    for run, (exp, acc, auc, best) in histories.items():
+        write_history(tmp_path / run, exp, acc, auc, best_epoch=best)
     mod = load_script("selection_epochs")
     assert mod.run_summary(tmp_path / "sup" / "seed0") == {
         "best": 2,
