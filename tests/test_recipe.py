@@ -170,8 +170,8 @@ def test_table1_rows_resolve_to_the_chosen_testbed(registry):
         assert [a.kind for a in r.data.params.annotators].count("wrong_object") == 3, path
         losses[path.stem] = r.loss.name
     # the testbed's guidance loss where the row takes it from _base.yaml; each b) method its own
-    own = {"a_baseline": "none", "b_gradia": "gradia", "b_haics": "haics"}
-    own |= {"b_res_g": "res_g", "b_res_l": "res_l"}
+    own = {"a_baseline": "none", "b_gradia": "gradia", "b_haics": "haics", "b_res_g": "res_g",
+           "b_res_l": "res_l"}  # fmt: skip
     assert losses == {stem: own.get(stem, "energy") for stem in losses}
 
 
