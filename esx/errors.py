@@ -60,3 +60,21 @@ class DataMissingError(DataError):
 
 class NonFiniteLossError(EsxError):
     """A loss term became NaN or Inf during training."""
+
+
+class DiskFullError(EsxError):
+    """A file could not be written because its disk (or the user's quota) is full."""
+
+    #: every message starts with this, so a sweep can tell it from other failures
+    PREFIX = "no space left on the disk"
+
+    def __init__(self, path: str, free: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{self.PREFIX} writing {path} ({free} free there). Free space, then run "
+            "again: what had finished is kept (a sweep skips finished runs; "
+            "esx run --resume continues from the last finished epoch). A finished run "
+            "needs only best.safetensors: last.safetensors (~135 MB for a ResNet18) only "
+            "resumes an unfinished run, and train.keep_last_checkpoint: false removes it "
+            "when a run ends"
+        )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
-from esx.errors import EsxError
+from esx.errors import DiskFullError, EsxError
 
 
 def _umask() -> int:
@@ -37,9 +39,24 @@ def _atomic(path: Path, write: Any) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(str(path), _free(path.parent)) from None
         raise
+
+
+def _free(folder: Path) -> str:
+    """The free space on ``folder``'s disk, as a person reads it."""
+    try:
+        n = float(shutil.disk_usage(folder).free)
+    except OSError:
+        return "unknown"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "unknown"
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -105,5 +122,7 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(str(path), _free(path)) from None
         raise EsxError(f"cannot write to run folder {path}: {exc.strerror}; choose --out") from None
     return path

@@ -8,7 +8,11 @@ is resumed; anything else starts afresh. Two recipes that differ only in
 ``label`` and ``group`` (the paper's "Proposed" row sits in both panels of
 Table 1) are the same experiment: the second reuses the first's finished run,
 made by this sweep or by an earlier one into the same folder (a copy, with
-its own recipe.yaml and ``run.same_as`` in metrics.json).
+its own recipe.yaml and ``run.same_as`` in metrics.json; its checkpoints are
+hard links where the file system allows, so they take no more disk). A run
+that fails because the disk is full stops the sweep from starting the
+queued runs, which would fail the same way; they are reported as not
+started, and the same command, rerun once there is space, goes on.
 Every recipe is validated before the first run starts, so a typo in the last
 recipe fails in seconds, not hours.
 """
@@ -22,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -31,7 +36,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from esx.errors import EsxError, RecipeError
+from esx.errors import DiskFullError, EsxError, RecipeError
 from esx.plugins import Registry
 from esx.recipe import Recipe, dump_recipe, load_recipe
 
@@ -142,13 +147,27 @@ def experiment_key(recipe: Recipe) -> str:
     return json.dumps(data, sort_keys=True)
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    """A checkpoint as a hard link (no disk used: esx only ever replaces a checkpoint
+    whole, never edits it in place, so the two runs stay independent) where the file
+    system allows; every other file, and a checkpoint where links are not possible, a
+    copy."""
+    if src.endswith(".safetensors"):
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
+
+
 def reuse(source: Path, job: Job) -> None:
     """Copy a finished run for a recipe that differs from its own only in labels."""
     from esx import outputs
 
     tmp = job.folder.with_name(job.folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp)
+    shutil.copytree(source, tmp, copy_function=_link_or_copy)
     outputs.write_text(tmp / "recipe.yaml", dump_recipe(job.recipe))
     metrics = json.loads((tmp / "metrics.json").read_text())
     metrics["run"]["same_as"] = str(source)
@@ -239,18 +258,40 @@ def _run_one(job: Job, overrides: list[str], threads: int, isolated: bool) -> st
     return " ".join(" ".join(tail).split()) or f"exit status {done.returncode}"
 
 
+#: the error of a queued run that was not started because the disk had filled up
+NOT_STARTED = "not started: an earlier run found the disk full"
+
+
+def _disk_full(error: str | None) -> bool:
+    return error is not None and DiskFullError.PREFIX in error
+
+
 def _results(
     todo: list[Job], overrides: list[str], slots: int, threads: int
 ) -> Iterator[tuple[Job, str | None]]:
     """(job, error or None) as each job ends: in this process one by one, or ``slots``
-    ``esx run`` processes at once."""
+    ``esx run`` processes at once. Once a run fails on a full disk no queued run starts;
+    each is yielded with :data:`NOT_STARTED`."""
     if slots == 1:
+        full = False
         for job in todo:
-            yield job, _run_one(job, overrides, threads, isolated=False)
+            error = NOT_STARTED if full else _run_one(job, overrides, threads, isolated=False)
+            full = full or _disk_full(error)
+            yield job, error
         return
+    full = threading.Event()  # set by the worker whose run found the disk full
+
+    def work(job: Job) -> str | None:
+        if full.is_set():
+            return NOT_STARTED
+        error = _run_one(job, overrides, threads, True)
+        if _disk_full(error):
+            full.set()  # before this worker takes the next job
+        return error
+
     pool = ThreadPoolExecutor(max_workers=slots)
     try:
-        futures = {pool.submit(_run_one, job, overrides, threads, True): job for job in todo}
+        futures = {pool.submit(work, job): job for job in todo}
         for future in as_completed(futures):
             yield futures[future], future.result()
     except BaseException:
@@ -313,6 +354,7 @@ def run_sweep(
         for line in skipped:
             progress.console.print(line)
         started = {job.folder: (job.folder / "last.safetensors").is_file() for job in todo}
+        queued: list[Path] = []
         for job, error in _results(todo, overrides, slots, threads):
             label = f"{job.recipe_path.stem} {job.folder.name}"
             if error is None:
@@ -322,6 +364,8 @@ def run_sweep(
                     f"{label}: accuracy {t['accuracy']:.4f} f1 {t['f1']:.4f} "
                     f"auc {t['auc'] or float('nan'):.4f}"
                 )
+            elif error == NOT_STARTED:
+                queued.append(job.folder)
             else:
                 failed.append((job.folder, error))
                 progress.console.print(f"[red]{label} failed[/] (reported at the end)")
@@ -337,4 +381,14 @@ def run_sweep(
                 failed.append((job.folder, f"the same experiment as {source}, which failed"))
             progress.advance(task)
     counts["failed"] = len(failed)
+    if queued:
+        counts["not started"] = len(queued)
+        n = f"{len(queued)} queued run{'s' if len(queued) != 1 else ''}"
+        failed.append(
+            (
+                out,
+                f"{n} not started: the disk is full (the failure above says where); "
+                "free space and run the same command again",
+            )
+        )
     return Outcome(counts, failed)

@@ -34,7 +34,7 @@ from esx import distributed as dist
 from esx.build import build
 from esx.contracts import ComponentError, ContractError, RunFailed
 from esx.data import loader
-from esx.errors import EsxError, NonFiniteLossError
+from esx.errors import DiskFullError, EsxError, NonFiniteLossError
 from esx.interfaces import Aggregator
 from esx.recipe import Recipe, dump_recipe
 from esx.runtime import FP16_EXPLAIN_SCALE, Runtime, seed_everything
@@ -185,7 +185,7 @@ class Trainer:
             return exc
         log.error("failed at %s", where, exc_info=exc)
         runlog.status(self.out, self.rt.world, "failed", where=where, error=str(exc))
-        if not isinstance(exc, ComponentError | ContractError):
+        if not isinstance(exc, ComponentError | ContractError | DiskFullError):
             return exc
         return RunFailed(
             f"{exc}\n  at {where}; the traceback is in {self.out / 'run.log'}. "

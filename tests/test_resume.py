@@ -97,3 +97,43 @@ def test_ctrl_c_in_epoch_one_then_the_printed_command_finishes(tmp_path, tiny_re
     assert (cut / "metrics.json").is_file()
     history = (cut / "history.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in history[1:]] == ["1", "2"]
+
+
+def test_a_full_disk_stops_the_run_in_one_message_and_resume_finishes_it(
+    tmp_path, tiny_recipe, monkeypatch
+):
+    """The write that finds the disk full fails whole: the error names the file and the
+    way on, the previous epoch's checkpoint is intact, and ``--resume`` finishes the run."""
+    import errno
+
+    from esx import outputs
+
+    recipe = _recipe(tmp_path, tiny_recipe)
+    real, lasts = outputs.save_state, []
+
+    def full_at_epoch_two(path, state, metadata=None):
+        if path.name == "last.safetensors":
+            lasts.append(path)
+            if len(lasts) == 2:  # the disk fills while epoch 2's checkpoint is written
+
+                def write(f):
+                    f.write(b"half a checkpoint")
+                    raise OSError(errno.ENOSPC, "No space left on device")
+
+                outputs._atomic(path, write)
+        real(path, state, metadata)
+
+    monkeypatch.setattr(outputs, "save_state", full_at_epoch_two)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", str(recipe), "--out", str(out), "--quiet"])
+    assert res.exit_code != 0
+    text = " ".join(res.output.split())
+    assert f"no space left on the disk writing {out / 'last.safetensors'}" in text, text
+    assert f"esx run --resume {out}" in text and "Traceback" not in res.output
+    assert json.loads((out / "status.json").read_text())["status"] == "failed"
+    assert not list(out.glob(".*.tmp")), "the half-written file is removed"
+    monkeypatch.setattr(outputs, "save_state", real)
+    res = CliRunner().invoke(app, ["run", "--resume", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    history = (out / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3"]

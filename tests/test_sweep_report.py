@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 import yaml
@@ -130,6 +131,11 @@ def test_same_experiment_under_two_labels_runs_once(tmp_path, tiny_recipe):
     b = json.loads((out / "b_x" / "seed0" / "metrics.json").read_text())
     assert a["test"] == b["test"] and b["run"]["same_as"].endswith("seed0")
     assert "group: b" in (out / "b_x" / "seed0" / "recipe.yaml").read_text()
+    # the checkpoints are shared (hard links), the files that differ are the twin's own
+    first, twin = out / "a_x" / "seed0", out / "b_x" / "seed0"
+    assert os.path.samefile(first / "best.safetensors", twin / "best.safetensors")
+    assert not os.path.samefile(first / "metrics.json", twin / "metrics.json")
+    assert "same_as" not in a["run"] and "group: a" in (first / "recipe.yaml").read_text()
 
 
 def test_reuse_spans_sweeps_into_one_folder(tmp_path, tiny_recipe):
@@ -319,3 +325,44 @@ def test_report_keeps_three_significant_digits_of_small_means():
     assert _fmt((0.0017231, 0.0001, 5)) == "0.00172 ± 0.00010"
     assert _fmt((0.0016941, 0.0, 1)) == "0.00169"
     assert _fmt((0.75, 0.01, 3)) == "0.7500 ± 0.0100"
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_a_full_disk_stops_the_sweep_starting_queued_runs(tmp_path, monkeypatch, slots):
+    """Once a run fails on a full disk, the queued runs (which would fail the same way)
+    are not started; the sweep says how many and what to do."""
+    from esx import sweep
+
+    started = []
+
+    def fake_run(job, overrides, threads, isolated):
+        started.append(job)
+        return f"RunFailed: no space left on the disk writing {job.folder}/last.safetensors"
+
+    monkeypatch.setattr(sweep, "_run_one", fake_run)
+    jobs = [sweep.Job.__new__(sweep.Job) for _ in range(6)]
+    for i, job in enumerate(jobs):
+        job.folder = tmp_path / f"seed{i}"
+    ended = list(sweep._results(jobs, [], slots, 1))
+    assert len(ended) == 6 and len(started) <= slots
+    errors = [error for _, error in ended]
+    assert errors.count(sweep.NOT_STARTED) == 6 - len(started)
+
+
+def test_a_full_disk_is_reported_once_with_the_queued_count(tmp_path, tiny_recipe, monkeypatch):
+    from esx import sweep
+
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    _write(grid, "x", tiny_recipe, "X", "a")
+    monkeypatch.setattr(
+        sweep, "_run_one", lambda *a, **k: "no space left on the disk writing somewhere"
+    )
+    out = tmp_path / "runs"
+    res = CliRunner().invoke(
+        app, ["sweep", str(grid), "--seeds", "0-2", "--out", str(out)], env={"COLUMNS": "300"}
+    )
+    assert res.exit_code == 1
+    text = " ".join(res.output.split())
+    assert "'failed': 1, 'not started': 2" in text, text
+    assert "2 queued runs not started: the disk is full" in text
