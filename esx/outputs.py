@@ -49,14 +49,18 @@ def _atomic(path: Path, write: Any) -> None:
 def _free(folder: Path) -> str:
     """The free space on ``folder``'s disk, as a person reads it."""
     try:
-        n = float(shutil.disk_usage(folder).free)
+        return human_size(shutil.disk_usage(folder).free)
     except OSError:
         return "unknown"
+
+
+def human_size(n: float) -> str:
+    """Bytes as a person reads them: 512 B, 4.4 MB, 52.0 GB (powers of 1024)."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return "unknown"
+    raise AssertionError("unreachable")
 
 
 def write_bytes(path: Path, data: bytes) -> None:

@@ -302,6 +302,36 @@ def _results(
     pool.shutdown()
 
 
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+
+def disk_warning(pending: int, finished: list[Path], out: Path) -> str | None:
+    """A warning when ``pending`` runs, each as large as the median finished run under
+    ``out``, would not fit in the free space of its disk (no estimate without a finished
+    run); None when they fit."""
+    from esx.outputs import human_size
+
+    done = [f for f in finished if (f / "metrics.json").is_file()]
+    if not pending or not done:
+        return None
+    sizes = sorted(_size(f) for f in done)
+    per_run = sizes[len(sizes) // 2]
+    probe = out if out.is_dir() else out.parent
+    while not probe.is_dir():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if pending * per_run <= free:
+        return None
+    return (
+        f"the {pending} runs to do will write about {human_size(pending * per_run)} "
+        f"({human_size(per_run)} each, the median finished run under {out}) and the disk "
+        f"has {human_size(free)} free; a run that finds it full stops the sweep. Free "
+        "space, or set train.keep_last_checkpoint: false (last.safetensors only resumes "
+        "an unfinished run)"
+    )
+
+
 @dataclass
 class Outcome:
     counts: dict[str, int]
@@ -340,6 +370,9 @@ def run_sweep(
             finished[key] = job.folder
             todo.append(job)
     counts["skipped"] = len(skipped)
+    warning = disk_warning(len(todo), list(finished.values()), out)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     failed: list[tuple[Path, str]] = []
     columns = (
         TextColumn("{task.description}"),

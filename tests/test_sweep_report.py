@@ -366,3 +366,34 @@ def test_a_full_disk_is_reported_once_with_the_queued_count(tmp_path, tiny_recip
     text = " ".join(res.output.split())
     assert "'failed': 1, 'not started': 2" in text, text
     assert "2 queued runs not started: the disk is full" in text
+
+
+def test_a_sweep_warns_before_it_outgrows_the_disk(tmp_path, monkeypatch):
+    """The estimate: the pending runs times the median finished run, against the free
+    space; no estimate (and no warning) without a finished run to measure."""
+    import shutil
+    from collections import namedtuple
+
+    from esx import sweep
+    from esx.outputs import human_size
+
+    runs = []
+    for i, size in enumerate([1000, 3000, 2000]):
+        run = tmp_path / "row" / f"seed{i}"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text("{}")  # 2 bytes
+        (run / "best.safetensors").write_bytes(b"\0" * size)
+        runs.append(run)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(0, 0, 10 * 2002))
+    assert sweep.disk_warning(10, runs, tmp_path) is None  # 10 runs of 2002 B fit exactly
+    text = sweep.disk_warning(11, runs, tmp_path)
+    assert text and "the 11 runs to do will write about 21.5 KB (2.0 KB each" in text
+    assert "19.6 KB free" in text and "train.keep_last_checkpoint: false" in text
+    assert sweep.disk_warning(11, [], tmp_path) is None
+    assert sweep.disk_warning(0, runs, tmp_path) is None
+    assert [human_size(n) for n in (512, 4.4 * 2**20, 52 * 2**30)] == [
+        "512 B",
+        "4.4 MB",
+        "52.0 GB",
+    ]
