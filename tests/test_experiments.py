@@ -192,3 +192,57 @@ def test_selection_epochs_on_hand_made_histories(tmp_path, capsys):
     run = mod.run_summary(tmp_path / "energy" / "seed0")
     assert run["supervised"] and run["acted"] is None
     assert mod.row_line("energy", [run]).split(" | ")[4:6] == ["1 not halved", "-"]
+
+
+def test_nt_xent_against_its_formula():
+    """SimCLR's loss, written out for each of the 2B views: -log of the partner's share of
+    the softmax over the other 2B - 1 views."""
+    ssl = load_script("ssl_pretrain")
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
+    z = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    terms = []
+    for i in range(6):
+        partner = (i + 3) % 6
+        others = [j for j in range(6) if j != i]
+        sims = torch.stack([z[i] @ z[j] / 0.5 for j in others])
+        terms.append(-(z[i] @ z[partner] / 0.5 - torch.logsumexp(sims, 0)))
+    assert torch.allclose(ssl.nt_xent(z1, z2, 0.5), torch.stack(terms).mean(), atol=1e-6)
+    # views that match their partner and are orthogonal to the 4 others: -log(e^10 / (e^10 + 4))
+    e = torch.eye(3)
+    expected = torch.log1p(torch.tensor(4.0) * torch.exp(torch.tensor(-10.0)))
+    assert torch.allclose(ssl.nt_xent(e, e, 0.1), expected, rtol=1e-2)  # float32 near 0
+
+
+def test_augment_is_seeded_and_keeps_the_shape():
+    ssl = load_script("ssl_pretrain")
+    x = torch.randn(4, 1, 16, 16)
+    a = ssl.augment(x, torch.Generator().manual_seed(1))
+    b = ssl.augment(x, torch.Generator().manual_seed(1))
+    c = ssl.augment(x, torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_ssl_pretrain_writes_weights_a_recipe_loads(tmp_path, capsys):
+    """A few steps end to end: the file holds the trunk under timm's names (no classifier),
+    the esx backbone loads every one of them, and the sidecar records the loss curve."""
+    from safetensors.torch import load_file
+
+    from esx_timm import TimmBackbone, TimmParams
+
+    ssl = load_script("ssl_pretrain")
+    out = tmp_path / "w.safetensors"
+    args = ["--out", str(out), "--arch", "test_resnet", "--images", "8", "--steps", "3"]
+    assert ssl.main([*args, "--batch", "4"]) == 0
+    state = load_file(str(out))
+    info = json.loads((tmp_path / "w.safetensors.json").read_text())
+    assert info["arch"] == "test_resnet" and len(info["loss"]) == 3
+    assert info["phantom"] == {"data_seed": 1000, "split": "val", "images": 8}
+    assert not any(k.startswith("fc.") for k in state)
+    data = Phantom(PhantomParams(image_size=32), BuildContext(seed=0)).info
+    bb = TimmBackbone(TimmParams(arch="test_resnet", weights=str(out)), BuildContext(data))
+    mine = bb.model.state_dict()
+    for k, v in state.items():
+        assert torch.equal(mine[k], v), k
+    with pytest.raises(SystemExit, match="safetensors"):
+        ssl.main(["--out", str(tmp_path / "w.pt")])
