@@ -42,23 +42,30 @@ from rich.progress import Progress  # noqa: E402
 from esx.errors import EsxError  # noqa: E402
 from esx.interfaces import BuildContext  # noqa: E402
 from esx.plugins import registry  # noqa: E402
-from esx.recipe import load_recipe  # noqa: E402
+from esx.recipe import Recipe, load_recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def unlabelled_images(recipe: Path, n: int, data_seed: int, split: str) -> torch.Tensor:
-    """``(n, C, H, W)`` images of the recipe's phantom, drawn with ``data_seed``."""
-    sizes = {"train": "n_train", "val": "n_val", "test": "n_test"}
-    if split not in sizes:
-        raise EsxError(f"--split {split!r}: choose one of {', '.join(sizes)}")
+SIZES = {"train": "n_train", "val": "n_val", "test": "n_test"}
+
+
+def pool_recipe(recipe: Path, n: int, data_seed: int, split: str) -> Recipe:
+    """The recipe with its phantom redrawn from ``data_seed`` and ``n`` images in ``split``."""
+    if split not in SIZES:
+        raise EsxError(f"--split {split!r}: choose one of {', '.join(SIZES)}")
     rec = load_recipe(
-        recipe, registry(), [f"data.params.seed={data_seed}", f"data.params.{sizes[split]}={n}"]
+        recipe, registry(), [f"data.params.seed={data_seed}", f"data.params.{SIZES[split]}={n}"]
     )
     if rec.data.name != "phantom":
         raise EsxError(f"{recipe}: data is {rec.data.name!r}; this script draws the phantom")
+    return rec
+
+
+def unlabelled_images(rec: Recipe, split: str) -> torch.Tensor:
+    """``(n, C, H, W)``: every image of the recipe's ``split`` (labels and masks unread)."""
     data = rec.data.build(BuildContext(seed=rec.seed)).split(split)
-    return torch.stack([data[i].image for i in range(n)])
+    return torch.stack([data[i].image for i in range(len(data))])
 
 
 def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -170,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("--images and --batch must be at least 2, --steps at least 1")
     try:
         start = time.time()
-        images = unlabelled_images(a.recipe, a.images, a.data_seed, a.split)
-        arch = a.arch or load_recipe(a.recipe, registry()).backbone.params.arch
+        rec = pool_recipe(a.recipe, a.images, a.data_seed, a.split)
+        images = unlabelled_images(rec, a.split)
+        arch = a.arch or rec.backbone.params.arch
         with Progress() as progress:
             state, losses = pretrain(
                 images, arch, a.steps, a.batch, a.lr, a.temperature, a.seed,
