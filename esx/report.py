@@ -152,6 +152,8 @@ def component_tables(rows: list[Row]) -> dict[str, tuple[Table, list[dict[str, A
 #: metrics compared pairwise by default, and the differences whose needed runs are printed
 COMPARED = ("accuracy", "auc", "f1")
 DETECT = (0.01, 0.02)
+#: metrics where a lower value is the better one: their verdicts and wins are turned round
+LOWER_IS_BETTER = frozenset({"cue_reliance"})
 
 
 def comparisons(
@@ -186,7 +188,11 @@ def comparisons(
             for m in metrics:
                 pairs = [(metric(mine[k], m), metric(theirs[k], m)) for k in shared]
                 pairs = [(a, b) for a, b in pairs if _number(a) and _number(b)]
-                diff = stats.paired([a for a, _ in pairs], [b for _, b in pairs])
+                diff = stats.paired(
+                    [a for a, _ in pairs],
+                    [b for _, b in pairs],
+                    lower_is_better=m in LOWER_IS_BETTER,
+                )
                 rec[m] = diff.as_dict()
                 rec[m]["pairs_needed"] = {
                     f"{round(d * 100)} points": stats.pairs_needed(diff.sd, d)
@@ -228,6 +234,17 @@ def diff_text(d: dict[str, Any]) -> str:
     )
 
 
+def lower_is_better_note(metrics: tuple[str, ...]) -> str:
+    """The sentence that tells a reader which compared metrics read the other way round."""
+    lower = [m for m in metrics if m in LOWER_IS_BETTER]
+    if not lower:
+        return ""
+    return (
+        f" Lower is better for {', '.join(lower)}: a win there is a pair where the method is "
+        "lower, and an interval below zero reads better."
+    )
+
+
 def _comparison_md(records: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[str]:
     if not records:
         return [
@@ -244,7 +261,7 @@ def _comparison_md(records: list[dict[str, Any]], metrics: tuple[str, ...]) -> l
         "(and data seed), its 95% t-interval, wins/ties/losses, and a verdict only where "
         "the interval excludes zero. The last column: how many paired runs a paired "
         f"t-test (α 0.05, power 80%) needs to detect a true {first} difference of 1 and "
-        "2 points, given the spread of the differences seen here.",
+        "2 points, given the spread of the differences seen here." + lower_is_better_note(metrics),
         "",
         f"{len(records) * len(metrics)} intervals: where nothing differs, about one in 20 "
         "still excludes zero by chance, so a lone verdict among many is weak evidence.",

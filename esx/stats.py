@@ -39,13 +39,18 @@ class Paired:
         return asdict(self)
 
 
-def paired(a: list[float], b: list[float], level: float = 0.95) -> Paired:
+def paired(
+    a: list[float], b: list[float], level: float = 0.95, lower_is_better: bool = False
+) -> Paired:
     """Mean of ``a[i] - b[i]`` with its t-interval, wins/ties/losses of ``a``, and a verdict:
     ``better`` or ``worse`` where the interval excludes zero, ``not distinguishable`` where it
-    does not, ``too few pairs`` below two pairs."""
+    does not, ``too few pairs`` below two pairs. With ``lower_is_better`` (a metric such as the
+    reliance on a spurious cue) a win is a pair where ``a`` is lower, and an interval below
+    zero is ``better``; the mean and interval are ``a - b`` either way."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     n = len(d)
-    wins, losses = int((d > TIE).sum()), int((d < -TIE).sum())
+    up, down = int((d > TIE).sum()), int((d < -TIE).sum())
+    wins, losses = (down, up) if lower_is_better else (up, down)
     if n < 2:
         mean = float(d.mean()) if n else float("nan")
         return Paired(
@@ -63,7 +68,10 @@ def paired(a: list[float], b: list[float], level: float = 0.95) -> Paired:
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
     mean = float(d.mean())
     low, high = mean - half, mean + half
-    verdict = "better" if low > 0 else "worse" if high < 0 else "not distinguishable"
+    above, below = low > 0, high < 0
+    if lower_is_better:
+        above, below = below, above
+    verdict = "better" if above else "worse" if below else "not distinguishable"
     return Paired(n, mean, sd, low, high, wins, n - wins - losses, losses, verdict)
 
 

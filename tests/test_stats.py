@@ -33,6 +33,32 @@ def test_planted_five_points_is_better_and_zero_is_not():
     assert stats.paired([0.7], [0.6]).verdict == "too few pairs"
 
 
+def test_lower_is_better_turns_the_verdict_and_wins_round():
+    a, b = [0.10, 0.12, 0.08, 0.11, 0.09], [0.16, 0.15, 0.17, 0.14, 0.18]  # a leans on less
+    up = stats.paired(a, b)
+    down = stats.paired(a, b, lower_is_better=True)
+    assert up.verdict == "worse" and down.verdict == "better"
+    assert (up.wins, up.losses) == (0, 5) and (down.wins, down.losses) == (5, 0)
+    assert (down.mean, down.low, down.high) == (up.mean, up.low, up.high)  # still a - b
+    assert stats.paired(b, a, lower_is_better=True).verdict == "worse"
+
+
+def test_report_reads_cue_reliance_as_lower_is_better(tmp_path):
+    for s in range(4):
+        for name, label, rel, ref in (("base", "Base", 0.15, True), ("calm", "Calm", 0.05, False)):
+            _run(tmp_path / name / f"seed{s}", label, 0.7, reference=ref)
+            path = tmp_path / name / f"seed{s}" / "metrics.json"
+            m = json.loads(path.read_text())
+            m["test"]["cue_reliance"] = rel + 0.01 * s * (name == "calm")
+            path.write_text(json.dumps(m))
+    out = report(tmp_path, metrics=("cue_reliance", "accuracy"), html=True)
+    (calm,) = out["comparisons"]
+    assert calm["cue_reliance"]["verdict"] == "better" and calm["cue_reliance"]["wins"] == 4
+    assert calm["cue_reliance"]["mean"] < 0
+    assert "Lower is better for cue_reliance" in (tmp_path / "report.md").read_text()
+    assert "Lower is better for cue_reliance" in (tmp_path / "report.html").read_text()
+
+
 def test_pairs_needed_matches_a_simulation():
     sd, delta = 0.02, 0.015
     n = stats.pairs_needed(sd, delta)
