@@ -339,7 +339,7 @@ def write_sweep_page(
             "Last column: paired runs needed to detect a 1- and 2-point difference at 80% "
             f"power, from the spread seen here. {len(result['comparisons']) * len(metrics)} "
             "intervals: where nothing differs, about one in 20 still excludes zero by chance."
-            + report.lower_is_better_note(metrics)
+            + report.lower_is_better_note(result["comparisons"], metrics)
             + "</p>"
             + comparison_table(result["comparisons"], metrics)
         )

@@ -28,6 +28,9 @@ from esx.errors import EsxError
 from esx.types import Table
 
 CLASSIFICATION = ("accuracy", "auc", "precision", "recall", "f1")
+#: the ``metrics.json`` key listing the run's metrics where a lower value is the better one;
+#: their paired verdicts and wins are turned round
+LOWER_IS_BETTER_KEY = "lower_is_better"
 
 
 @dataclass
@@ -40,6 +43,8 @@ class Row:
     runs: list[dict[str, Any]] = field(default_factory=list)
     #: each run's folder; its name (seed0, seed3-...) pairs it with other rows' runs
     folders: list[Path] = field(default_factory=list)
+    #: metrics its runs' ``metrics.json`` declare lower-is-better (key ``lower_is_better``)
+    lower: set[str] = field(default_factory=set)
 
     def by_pair(self) -> dict[str, dict[str, Any]]:
         return {f.name: run for f, run in zip(self.folders, self.runs, strict=True)}
@@ -65,11 +70,30 @@ def collect(root: Path) -> list[Row]:
         row = rows.setdefault(key, Row(key, _label(recipe, key), recipe.get("group") or ""))
         row.reference |= bool(recipe.get("reference"))
         row.epochs.add(int(recipe.get("train", {}).get("epochs", 0)))
-        row.runs.append(json.loads(metrics_path.read_text()))
+        run = json.loads(metrics_path.read_text())
+        row.lower |= _declared_lower(run, metrics_path)
+        row.runs.append(run)
         row.folders.append(folder)
     if not rows:
         raise EsxError(f"no runs (metrics.json files) under {root}; run `esx sweep` first")
     return sorted(rows.values(), key=lambda r: (r.group, r.key))
+
+
+def _declared_lower(run: dict[str, Any], path: Path) -> set[str]:
+    """The metrics a run's ``metrics.json`` declares lower-is-better: whoever writes a
+    metric says which way it reads, so that the core need not know it."""
+    names = run.get(LOWER_IS_BETTER_KEY, [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise EsxError(
+            f"{path}: {LOWER_IS_BETTER_KEY!r} is {names!r}; it must be a list of metric names "
+            f'such as ["cue_reliance"] (the metrics where a lower value is the better one)'
+        )
+    return set(names)
+
+
+def lower_is_better(rows: list[Row]) -> frozenset[str]:
+    """The metrics any run under the report declares lower-is-better."""
+    return frozenset(m for r in rows for m in r.lower)
 
 
 def _number(v: Any) -> bool:
@@ -152,8 +176,6 @@ def component_tables(rows: list[Row]) -> dict[str, tuple[Table, list[dict[str, A
 #: metrics compared pairwise by default, and the differences whose needed runs are printed
 COMPARED = ("accuracy", "auc", "f1")
 DETECT = (0.01, 0.02)
-#: metrics where a lower value is the better one: their verdicts and wins are turned round
-LOWER_IS_BETTER = frozenset({"cue_reliance"})
 
 
 def comparisons(
@@ -171,6 +193,7 @@ def comparisons(
             raise EsxError(f"--reference {missing[0]!r}: no such row; rows: {known}")
     out = []
     done: set[tuple[int, int]] = set()
+    lower = lower_is_better(rows)
     for ref in refs:
         theirs = ref.by_pair()
         for row in rows:
@@ -191,9 +214,9 @@ def comparisons(
                 diff = stats.paired(
                     [a for a, _ in pairs],
                     [b for _, b in pairs],
-                    lower_is_better=m in LOWER_IS_BETTER,
+                    lower_is_better=m in lower,
                 )
-                rec[m] = diff.as_dict()
+                rec[m] = diff.as_dict() | {"lower_is_better": m in lower}
                 rec[m]["pairs_needed"] = {
                     f"{round(d * 100)} points": stats.pairs_needed(diff.sd, d)
                     if diff.n >= 2
@@ -234,9 +257,9 @@ def diff_text(d: dict[str, Any]) -> str:
     )
 
 
-def lower_is_better_note(metrics: tuple[str, ...]) -> str:
+def lower_is_better_note(records: list[dict[str, Any]], metrics: tuple[str, ...]) -> str:
     """The sentence that tells a reader which compared metrics read the other way round."""
-    lower = [m for m in metrics if m in LOWER_IS_BETTER]
+    lower = [m for m in metrics if records and records[0][m].get("lower_is_better")]
     if not lower:
         return ""
     return (
@@ -261,7 +284,8 @@ def _comparison_md(records: list[dict[str, Any]], metrics: tuple[str, ...]) -> l
         "(and data seed), its 95% t-interval, wins/ties/losses, and a verdict only where "
         "the interval excludes zero. The last column: how many paired runs a paired "
         f"t-test (α 0.05, power 80%) needs to detect a true {first} difference of 1 and "
-        "2 points, given the spread of the differences seen here." + lower_is_better_note(metrics),
+        "2 points, given the spread of the differences seen here."
+        + lower_is_better_note(records, metrics),
         "",
         f"{len(records) * len(metrics)} intervals: where nothing differs, about one in 20 "
         "still excludes zero by chance, so a lone verdict among many is weak evidence.",

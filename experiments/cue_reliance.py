@@ -78,10 +78,13 @@ def reliance(run: Path) -> dict[str, float]:
 
 
 def copy_with_reliance(run: Path, into: Path) -> None:
-    """Copy a run's metrics (with the reliance added to ``test``), recipe and predictions,
-    so that ``esx report INTO --metrics accuracy_cue_conflict,...`` pairs them."""
+    """Copy a run's metrics (the reliance added to ``test`` and declared lower-is-better),
+    recipe and predictions, so that ``esx report INTO --metrics accuracy_cue_conflict,...``
+    pairs them."""
     metrics = json.loads((run / "metrics.json").read_text())
     metrics["test"].update({k: v for k, v in reliance(run).items() if k != "accuracy"})
+    # a lower reliance is the better one; the report reads the declaration, not the name
+    metrics["lower_is_better"] = sorted({*metrics.get("lower_is_better", []), "cue_reliance"})
     into.mkdir(parents=True, exist_ok=True)
     (into / "metrics.json").write_text(json.dumps(metrics, indent=2))
     for name in ("recipe.yaml", "predictions.csv"):

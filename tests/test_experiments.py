@@ -62,6 +62,7 @@ def test_cue_reliance_on_hand_made_predictions(tmp_path, tiny_recipe, follows, c
     assert "| 1 |" in capsys.readouterr().out
     copied = json.loads((tmp_path / "copy" / "m" / "seed0" / "metrics.json").read_text())
     assert copied["test"]["cue_reliance"] == want["reliance"]
+    assert copied["lower_is_better"] == ["cue_reliance"]  # the report reads it the right way
 
 
 def test_cue_reliance_refuses_other_data(tmp_path, tiny_recipe):

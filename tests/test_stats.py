@@ -10,6 +10,7 @@ import yaml
 from scipy import stats as sps
 
 from esx import stats
+from esx.errors import EsxError
 from esx.report import report
 
 
@@ -43,20 +44,42 @@ def test_lower_is_better_turns_the_verdict_and_wins_round():
     assert stats.paired(b, a, lower_is_better=True).verdict == "worse"
 
 
-def test_report_reads_cue_reliance_as_lower_is_better(tmp_path):
+def _runs_with_reliance(root, declare):
+    """Four seeds of a reference row leaning on a cue and a calmer row; ``declare`` is
+    written as each run's ``lower_is_better`` (None: not written)."""
     for s in range(4):
         for name, label, rel, ref in (("base", "Base", 0.15, True), ("calm", "Calm", 0.05, False)):
-            _run(tmp_path / name / f"seed{s}", label, 0.7, reference=ref)
-            path = tmp_path / name / f"seed{s}" / "metrics.json"
+            _run(root / name / f"seed{s}", label, 0.7, reference=ref)
+            path = root / name / f"seed{s}" / "metrics.json"
             m = json.loads(path.read_text())
             m["test"]["cue_reliance"] = rel + 0.01 * s * (name == "calm")
+            if declare is not None:
+                m["lower_is_better"] = declare
             path.write_text(json.dumps(m))
+
+
+def test_report_reads_a_declared_lower_is_better_metric(tmp_path):
+    _runs_with_reliance(tmp_path, ["cue_reliance"])
     out = report(tmp_path, metrics=("cue_reliance", "accuracy"), html=True)
     (calm,) = out["comparisons"]
     assert calm["cue_reliance"]["verdict"] == "better" and calm["cue_reliance"]["wins"] == 4
-    assert calm["cue_reliance"]["mean"] < 0
+    assert calm["cue_reliance"]["mean"] < 0 and calm["cue_reliance"]["lower_is_better"]
+    assert not calm["accuracy"]["lower_is_better"]
     assert "Lower is better for cue_reliance" in (tmp_path / "report.md").read_text()
     assert "Lower is better for cue_reliance" in (tmp_path / "report.html").read_text()
+
+
+def test_report_knows_no_metric_names_it_was_not_told(tmp_path):
+    _runs_with_reliance(tmp_path, None)  # no declaration: read as higher-is-better
+    (calm,) = report(tmp_path, metrics=("cue_reliance",))["comparisons"]
+    assert calm["cue_reliance"]["verdict"] == "worse" and calm["cue_reliance"]["losses"] == 4
+    assert "Lower is better" not in (tmp_path / "report.md").read_text()
+
+
+def test_report_refuses_a_malformed_declaration(tmp_path):
+    _runs_with_reliance(tmp_path, "cue_reliance")  # a string, not a list
+    with pytest.raises(EsxError, match=r"metrics\.json: 'lower_is_better' is 'cue_reliance'.*list"):
+        report(tmp_path, metrics=("cue_reliance",))
 
 
 def test_pairs_needed_matches_a_simulation():
