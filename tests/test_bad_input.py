@@ -132,6 +132,7 @@ def test_bad_data(tmp_path, mutate):
         ({"train": {"epochs": 0}}, "train.epochs"),
         ({"train": {"batch_size": -2}}, "train.batch_size"),
         ({"data": {"name": "phantom", "params": {"n_train": 0}}}, "data.params.n_train"),
+        ({"data": {"name": "phantom", "params": {"design": "papr"}}}, "data.params.design"),
         ({"extra_key": 1}, "extra_key"),
     ],
 )

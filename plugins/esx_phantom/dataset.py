@@ -21,11 +21,11 @@ from __future__ import annotations
 import zlib
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from esx.data import Sample
 from esx.interfaces import BuildContext, DataInfo, Dataset, Params
@@ -37,13 +37,31 @@ from esx_phantom.render import render
 _MEAN, _STD = 0.2, 0.15
 
 
-def _default_annotators() -> list[AnnotatorSpec]:
-    return [
-        AnnotatorSpec(kind="conservative"),
-        AnnotatorSpec(kind="aggressive"),
-        AnnotatorSpec(kind="boundary_noisy"),
-        AnnotatorSpec(kind="wrong_object"),
-    ]
+#: What ``design`` fills in for the sizes and the annotator panel a recipe does not give.
+#: ``testbed``: the design chosen and confirmed by the testbed search (docs/phantom.md),
+#: sized to a 2-core CPU: 112 px, 200/200/400 images, one accurate annotator and three who
+#: mark the look-alike or the spurious marker instead of the nodule whenever one is in the
+#: image. ``paper``: the earlier default, the paper's sizes (224 px, 100/2400/2400) and a
+#: mixed panel of four noisy personalities.
+DESIGNS: dict[str, dict[str, Any]] = {
+    "testbed": {
+        "image_size": 112,
+        "n_train": 200,
+        "n_val": 200,
+        "n_test": 400,
+        "annotators": [{"kind": "accurate"}] + [{"kind": "wrong_object", "strength": 2}] * 3,
+    },
+    "paper": {
+        "image_size": 224,
+        "n_train": 100,
+        "n_val": 2400,
+        "n_test": 2400,
+        "annotators": [
+            {"kind": k} for k in ("conservative", "aggressive", "boundary_noisy", "wrong_object")
+        ],
+    },
+}
+_TESTBED = DESIGNS["testbed"]
 
 
 class CueSpec(Params):
@@ -55,10 +73,18 @@ class CueSpec(Params):
 
 
 class PhantomParams(Params):
-    image_size: int = Field(224, ge=32, le=1024, description="side of the square images, px")
-    n_train: int = Field(100, ge=2, description="training images (the paper: 100)")
-    n_val: int = Field(2400, ge=2, description="validation images (the paper: 2400)")
-    n_test: int = Field(2400, ge=2, description="test images (the paper: 2400)")
+    design: Literal["testbed", "paper"] = Field(
+        "testbed",
+        description="fills the sizes and the annotator panel not given: testbed (the chosen "
+        "testbed, 112 px, 200/200/400, one accurate and three wrong-object annotators) or paper "
+        "(the paper's 224 px, 100/2400/2400, a mixed noisy panel)",
+    )
+    image_size: int = Field(
+        _TESTBED["image_size"], ge=32, le=1024, description="side of the square images, px"
+    )
+    n_train: int = Field(_TESTBED["n_train"], ge=2, description="training images (the paper: 100)")
+    n_val: int = Field(_TESTBED["n_val"], ge=2, description="validation images (the paper: 2400)")
+    n_test: int = Field(_TESTBED["n_test"], ge=2, description="test images (the paper: 2400)")
     positive_fraction: float = Field(0.5, gt=0, lt=1, description="share of images with a nodule")
     seed: int = Field(0, description="data seed, independent of the training seed")
     lesion_radius: tuple[float, float] = Field((8.0, 16.0), description="px at 224")
@@ -69,10 +95,19 @@ class PhantomParams(Params):
     noise: float = Field(0.03, ge=0, description="std of the pixel noise")
     annotated_fraction: float = Field(1.0, ge=0, le=1, description="positives with any annotation")
     annotators: list[AnnotatorSpec] = Field(
-        default_factory=_default_annotators, description="the simulated annotators, one slot each"
+        default_factory=lambda: [AnnotatorSpec(**a) for a in _TESTBED["annotators"]],
+        description="the simulated annotators, one slot each",
     )
     cue: CueSpec = Field(default_factory=CueSpec, description="the spurious corner marker")
     cache: bool = Field(True, description="keep generated samples in memory")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_design(cls, data: Any) -> Any:
+        """The design's sizes and panel, under whatever the recipe gives itself."""
+        if isinstance(data, dict) and data.get("design", "testbed") in DESIGNS:
+            return DESIGNS[data.get("design", "testbed")] | data
+        return data
 
     @field_validator("annotators")
     @classmethod

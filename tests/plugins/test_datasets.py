@@ -12,9 +12,30 @@ from esx_phantom.dataset import Phantom, PhantomParams
 
 
 def make(**kw) -> Phantom:
-    base = dict(image_size=96, n_train=24, n_val=8, n_test=8)
+    """The phantom at small sizes with the mixed panel of personalities (design paper)."""
+    base = dict(design="paper", image_size=96, n_train=24, n_val=8, n_test=8)
     base.update(kw)
     return Phantom(PhantomParams(**base), BuildContext())
+
+
+def test_design_fills_what_the_recipe_does_not_give():
+    testbed, paper = PhantomParams(), PhantomParams(design="paper")
+    sizes = lambda p: (p.image_size, p.n_train, p.n_val, p.n_test)  # noqa: E731
+    kinds = lambda p: [(a.kind, a.strength) for a in p.annotators]  # noqa: E731
+    assert testbed.design == "testbed" and sizes(testbed) == (112, 200, 200, 400)
+    assert kinds(testbed) == [("accurate", 1.0)] + [("wrong_object", 2.0)] * 3
+    assert sizes(paper) == (224, 100, 2400, 2400)
+    assert [k for k, _ in kinds(paper)] == [
+        "conservative",
+        "aggressive",
+        "boundary_noisy",
+        "wrong_object",
+    ]
+    given = PhantomParams(design="paper", image_size=64, annotators=[{"kind": "accurate"}])
+    assert sizes(given) == (64, 100, 2400, 2400) and kinds(given) == [("accurate", 1.0)]
+    assert PhantomParams(design="testbed") == testbed
+    with pytest.raises(ValueError, match="'testbed' or 'paper'"):
+        PhantomParams(design="papr")
 
 
 def test_deterministic_for_a_seed():
