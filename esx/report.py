@@ -43,8 +43,6 @@ class Row:
     runs: list[dict[str, Any]] = field(default_factory=list)
     #: each run's folder; its name (seed0, seed3-...) pairs it with other rows' runs
     folders: list[Path] = field(default_factory=list)
-    #: metrics its runs' ``metrics.json`` declare lower-is-better (key ``lower_is_better``)
-    lower: set[str] = field(default_factory=set)
 
     def by_pair(self) -> dict[str, dict[str, Any]]:
         return {f.name: run for f, run in zip(self.folders, self.runs, strict=True)}
@@ -71,7 +69,7 @@ def collect(root: Path) -> list[Row]:
         row.reference |= bool(recipe.get("reference"))
         row.epochs.add(int(recipe.get("train", {}).get("epochs", 0)))
         run = json.loads(metrics_path.read_text())
-        row.lower |= _declared_lower(run, metrics_path)
+        _declared_lower(run, metrics_path)  # a malformed declaration stops here, naming the file
         row.runs.append(run)
         row.folders.append(folder)
     if not rows:
@@ -93,7 +91,7 @@ def _declared_lower(run: dict[str, Any], path: Path) -> set[str]:
 
 def lower_is_better(rows: list[Row]) -> frozenset[str]:
     """The metrics any run under the report declares lower-is-better."""
-    return frozenset(m for r in rows for m in r.lower)
+    return frozenset(m for r in rows for run in r.runs for m in run.get(LOWER_IS_BETTER_KEY, []))
 
 
 def _number(v: Any) -> bool:
