@@ -7,19 +7,28 @@ the predictions are gathered in the split's order.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from esx import __version__, outputs
 from esx import distributed as dist
 from esx.build import Components
-from esx.contracts import call
+from esx.contracts import ContractError, call
 from esx.data import collate
 from esx.interfaces import normalise_maps
-from esx.metrics import classification, localisation, summarise_localisation
+from esx.metrics import (
+    classification,
+    group_accuracy,
+    localisation,
+    multiclass,
+    per_class_accuracy,
+    summarise_localisation,
+)
 from esx.runtime import Runtime
 from esx.types import Table
 
@@ -45,7 +54,12 @@ def predict(
     tolerance: float = 0,
 ) -> dict[str, Any]:
     """Probabilities and predictions of a split; with ``threshold``, how each explainer's
-    maps (:func:`explainers`) localise the true masks of the positives."""
+    maps (:func:`explainers`) localise the true masks of the images whose class has masks
+    (:meth:`~esx.interfaces.DataInfo.explained`). The maps explain the predicted class.
+
+    ``prob`` is the positive class's probability in a binary task and ``(N, K)`` class
+    probabilities in a task of K > 2 classes; the metrics follow
+    (:func:`esx.metrics.classification` or :func:`esx.metrics.multiclass`)."""
     c.backbone.eval()
     measured = explainers(c) if threshold is not None else {}
     probs, labels, preds, idx, losses = [], [], [], [], []
@@ -56,12 +70,15 @@ def predict(
         with rt.autocast():
             logits = c.backbone(rt.layout(batch.image)).float()
         losses.append(F.cross_entropy(logits, batch.label, reduction="sum").item())
-        p = logits.softmax(1)[:, 1] if logits.shape[1] > 1 else logits[:, 0].sigmoid()
+        if logits.shape[1] == 2:  # binary: the positive class's probability
+            p = logits.softmax(1)[:, 1]
+        else:  # one logit: a sigmoid; more classes: every class's probability
+            p = logits[:, 0].sigmoid() if logits.shape[1] == 1 else logits.softmax(1)
         pred = logits.argmax(1)
         probs.append(p.cpu()), labels.append(batch.label.cpu())
         preds.append(pred.cpu()), idx.append(batch.index.cpu())
         if threshold is not None and batch.truth is not None:
-            rows = (batch.label > 0) & (batch.truth.flatten(1).amax(1) > 0)
+            rows = c.dataset.info.explained(batch.label) & (batch.truth.flatten(1).amax(1) > 0)
             for name, ex in measured.items() if rows.any() else ():
                 m = call(ex, ex.explain, c.backbone, batch.image[rows], pred[rows]).detach()
                 m = m if ex.normalised else normalise_maps(m)
@@ -81,7 +98,8 @@ def predict(
         "pred": torch.cat(preds)[order].numpy(),
         "index": torch.cat(idx)[order].numpy(),
     }
-    out["metrics"] = classification(out["label"], out["prob"], out["pred"])
+    score = multiclass if out["prob"].ndim == 2 else classification
+    out["metrics"] = score(out["label"], out["prob"], out["pred"])
     out["metrics"]["loss"] = sum(losses) / max(1, len(out["label"]))
     found = {name: torch.cat(rows) for name, rows in overlap.items() if rows}
     if found:
@@ -115,6 +133,60 @@ def component_results(
     return reports, tables
 
 
+#: a group name: what ``accuracy_<name>`` can carry as a metric key
+GROUP_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def test_groups(dataset: Any, labels: np.ndarray, index: np.ndarray) -> dict[str, np.ndarray]:
+    """The dataset's named groups of the test images (:meth:`~esx.interfaces.Dataset.groups`)
+    for the images ``index`` (their positions in the test split); the classes
+    (``class_<k>``, from ``labels``) when it names none."""
+    declared = call(dataset, dataset.groups, "test") or {}
+    n = len(dataset.split("test"))
+    out = {}
+    for name, member in declared.items():
+        member = np.asarray(member)
+        if not isinstance(name, str) or not GROUP_NAME.fullmatch(name):
+            raise ContractError(
+                dataset,
+                "groups() names each group by a lower-case identifier, e.g. 'decoy_disagrees'",
+                repr(name),
+            )
+        if member.shape != (n,) or member.dtype != bool:
+            raise ContractError(
+                dataset,
+                f"groups() gives each group {n} bools, one per test image",
+                f"{member.dtype} of shape {member.shape} for group {name!r}",
+            )
+        out[name] = member[np.asarray(index)]
+    if not out:
+        labels = np.asarray(labels)
+        out = {f"class_{k}": labels == k for k in range(dataset.info.num_classes)}
+    return out
+
+
+def group_metrics(
+    dataset: Any, labels: np.ndarray, preds: np.ndarray, index: np.ndarray
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Each class's accuracy, each group's (:func:`test_groups`) and the worst group's, as
+    test metrics; and the ``groups`` section of ``metrics.json`` (who declared the groups,
+    their sizes, the worst). ``labels``, ``preds`` and ``index`` are test predictions, as
+    in ``predictions.csv``."""
+    groups = test_groups(dataset, labels, index)
+    found = group_accuracy(labels, preds, groups)
+    flat = per_class_accuracy(labels, preds, dataset.info.num_classes)
+    flat |= {f"accuracy_{g}": v for g, v in found["accuracy"].items()}
+    if found["worst"] is not None:
+        flat["worst_group_accuracy"] = found["worst_accuracy"]
+    declared = any(not g.startswith("class_") for g in groups)
+    section = {
+        "declared_by": dataset.component_name if declared else "the classes",
+        "size": found["size"],
+        "worst": found["worst"],
+    }
+    return flat, section
+
+
 def write_results(
     out: Path,
     c: Components,
@@ -127,11 +199,18 @@ def write_results(
 ) -> dict[str, Any]:
     """``predictions.csv`` and ``metrics.json``; returns the metrics."""
     cols = zip(test["index"], test["label"], test["prob"], test["pred"], strict=True)
-    rows = [[int(i), int(lab), f"{p:.6f}", int(pr)] for i, lab, p, pr in cols]
-    outputs.write_csv(out / "predictions.csv", ["id", "label", "prob_positive", "pred"], rows)
+    if test["prob"].ndim == 1:
+        header = ["id", "label", "prob_positive", "pred"]
+        rows = [[int(i), int(lab), f"{p:.6f}", int(pr)] for i, lab, p, pr in cols]
+    else:  # K classes: the prediction, then every class's probability
+        header = ["id", "label", "pred", *(f"prob_{k}" for k in range(test["prob"].shape[1]))]
+        rows = [[int(i), int(lab), int(pr), *(f"{q:.6f}" for q in p)] for i, lab, p, pr in cols]
+    outputs.write_csv(out / "predictions.csv", header, rows)
     info = c.dataset.info
+    by_group, groups = group_metrics(c.dataset, test["label"], test["pred"], test["index"])
     metrics = {
-        "test": {k: v for k, v in test["metrics"].items() if k != "loss"},
+        "test": {k: v for k, v in test["metrics"].items() if k != "loss"} | by_group,
+        "groups": groups,
         "explanation": test.get("explanation", {}),
         **({"explanations": test["explanations"]} if len(test.get("explanations", {})) > 1 else {}),
         "validation": best,
@@ -140,6 +219,7 @@ def write_results(
             "synthetic": info.synthetic,
             "splits": info.splits,
             "num_annotators": info.num_annotators,
+            "num_classes": info.num_classes,
             **info.details,
             **({"fallback_from": c.fallback} if c.fallback else {}),
         },

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -34,12 +34,17 @@ class DataInfo:
         name: the dataset's registered name.
         synthetic: True for generated data (reported in ``metrics.json``).
         in_chans: image channels C.
-        num_classes: number of classes (binary tasks: 2, positive = 1).
+        num_classes: number of classes (binary tasks: 2, positive = 1; more classes are
+            evaluated with macro-averaged metrics, :func:`esx.metrics.multiclass`).
         image_size: ``(H, W)``.
         num_annotators: U, the number of annotation slots per image.
         has_truth: True when batches carry the true explanation mask.
         splits: sizes of the splits.
         details: free-form facts worth recording (e.g. which annotators).
+        masks_for: which images carry explanation masks and are supervised and measured:
+            ``"positives"`` (label > 0, the binary convention: a lesion is marked, its
+            absence is not) or ``"all"`` (every class has its object marked, e.g. the digit
+            of every Decoy-MNIST image).
     """
 
     name: str
@@ -51,6 +56,11 @@ class DataInfo:
     has_truth: bool
     splits: dict[str, int] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    masks_for: Literal["positives", "all"] = "positives"
+
+    def explained(self, label: Tensor) -> Tensor:
+        """``(B,)`` bool: the images of these labels whose masks count (:attr:`masks_for`)."""
+        return label > 0 if self.masks_for == "positives" else torch.ones_like(label, dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -323,3 +333,15 @@ class Dataset(Component):
 
     def split(self, name: str) -> torch.utils.data.Dataset:
         raise NotImplementedError
+
+    def groups(self, name: str) -> dict[str, Any]:
+        """Optional named groups of a split's images, for per-group evaluation.
+
+        Returns group name → a sequence of bools, one per image of split ``name``
+        in its order (True: the image belongs to the group). Names are lower-case
+        identifiers (``decoy_disagrees``); groups may overlap and need not cover
+        the split. Every run writes each group's test accuracy as
+        ``accuracy_<name>`` and the lowest as ``worst_group_accuracy`` into
+        ``metrics.json``. The default, no groups, makes the classes the groups.
+        """
+        return {}

@@ -1,18 +1,27 @@
-"""Classification and explanation metrics (binary; positive class = 1).
+"""Classification, per-group and explanation metrics.
+
+Binary tasks (positive class = 1) report accuracy, ROC AUC and the positive
+class's precision, recall and F1; tasks of more classes report the same keys
+macro-averaged over the classes (:func:`multiclass`), so checkpoint selection
+and ``esx report`` read both alike. Every task also reports each class's
+accuracy and, per named group of test images, the group's accuracy and the
+worst group's (:func:`group_accuracy`).
 
 Areas under curves come from scikit-learn (``roc_auc_score``,
-``average_precision_score``); the localisation metrics are computed here, in
-torch, and the tests check them against Quantus and hand-made maps.
+``average_precision_score``), as do the macro precision, recall and F1; the
+localisation metrics are computed here, in torch, and the tests check them
+against Quantus and hand-made maps.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 from torch import Tensor
 
 
@@ -45,6 +54,81 @@ def classification(labels: np.ndarray, probs: np.ndarray, preds: np.ndarray) -> 
         "precision": precision,
         "recall": recall,
         "f1": _div(2 * tp, 2 * tp + fp + fn),
+    }
+
+
+def multiclass(labels: np.ndarray, probs: np.ndarray, preds: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-averaged AUC, precision, recall and F1 of a K-class task.
+
+    Args:
+        labels: ``(N,)`` class indices in ``0..K-1``.
+        probs: ``(N, K)`` class probabilities (rows sum to 1).
+        preds: ``(N,)`` predicted classes.
+
+    AUC is one-vs-rest per class, averaged over the classes present in ``labels``
+    with at least one image outside them (scikit-learn's ``multi_class="ovr"``,
+    ``average="macro"`` when every class is present; NaN when no class qualifies).
+    Precision, recall and F1 are scikit-learn's macro averages over all K classes,
+    0 where undefined (``zero_division=0``).
+    """
+    labels, preds = np.asarray(labels).astype(int), np.asarray(preds).astype(int)
+    probs = np.asarray(probs, dtype=float)
+    k = probs.shape[1]
+    aucs = [
+        roc_auc_score(labels == c, probs[:, c])
+        for c in range(k)
+        if 0 < int((labels == c).sum()) < len(labels)
+    ]
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, preds, labels=list(range(k)), average="macro", zero_division=0
+    )
+    return {
+        "accuracy": float((preds == labels).mean()) if len(labels) else 0.0,
+        "auc": float(np.mean(aucs)) if aucs else float("nan"),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+    }
+
+
+def per_class_accuracy(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> dict[str, float]:
+    """``accuracy_class_<k>``: the share of class k's images predicted as k (its recall),
+    for each class present in ``labels``."""
+    labels, preds = np.asarray(labels).astype(int), np.asarray(preds).astype(int)
+    return {
+        f"accuracy_class_{c}": float((preds[labels == c] == c).mean())
+        for c in range(num_classes)
+        if (labels == c).any()
+    }
+
+
+def group_accuracy(
+    labels: np.ndarray, preds: np.ndarray, groups: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """Each named group's accuracy and the worst group's.
+
+    Args:
+        labels, preds: ``(N,)`` classes of the images.
+        groups: group name → ``(N,)`` bool membership; empty groups are left out.
+
+    Returns:
+        ``{"accuracy": {name: acc}, "size": {name: n}, "worst": name, "worst_accuracy":
+        acc}`` (``worst`` None when no group has an image). Ties go to the group named
+        first.
+    """
+    labels, preds = np.asarray(labels).astype(int), np.asarray(preds).astype(int)
+    acc, size = {}, {}
+    for name, member in groups.items():
+        member = np.asarray(member, dtype=bool)
+        if member.any():
+            acc[name] = float((preds[member] == labels[member]).mean())
+            size[name] = int(member.sum())
+    worst = min(acc, key=acc.__getitem__) if acc else None
+    return {
+        "accuracy": acc,
+        "size": size,
+        "worst": worst,
+        "worst_accuracy": acc[worst] if worst is not None else None,
     }
 
 

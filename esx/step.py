@@ -27,7 +27,8 @@ class StepModule(torch.nn.Module):
         super().__init__()
         self.backbone, self.aggregator, self.loss = c.backbone, c.aggregator, c.loss
         self.explainer = c.explainer
-        self.classes = c.context.data.num_classes
+        self.info = c.context.data
+        self.classes = self.info.num_classes
         self.check = True
         self._judge = False
 
@@ -47,7 +48,7 @@ class StepModule(torch.nn.Module):
         if self.check:
             contracts.targets(agg, out, batch.masks, batch.annotated)
         if self.loss.uses_explanation:
-            rows = out.targets.supervised & (batch.label > 0)
+            rows = out.targets.supervised & self.info.explained(batch.label)
             if rows.any():
                 terms["exp"] = self._explanation_loss(batch, features, logits, out.targets, rows)
         if out.loss is not None:

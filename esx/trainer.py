@@ -9,10 +9,12 @@ One step, top to bottom::
     maps     = explainer.explain(..., features, logits, create_graph=True)
     L        = L_pred + λ_exp · loss(maps, targets) + λ_gen · out.loss
 
-Only images that are positive (label > 0) and carry target weight feed the
-explanation loss. The trainer knows no component by name. Building lives in
-:mod:`esx.build`, device and precision in :mod:`esx.runtime`, checkpoints in
-:mod:`esx.checkpoint`, evaluation and ``metrics.json`` in :mod:`esx.evaluation`.
+Only images that carry target weight and whose class has masks (positives in a
+binary task, every image where the dataset says ``masks_for: all``) feed the
+explanation loss; the explainer explains the label's class. The trainer knows no
+component by name. Building lives in :mod:`esx.build`, device and precision in
+:mod:`esx.runtime`, checkpoints in :mod:`esx.checkpoint`, evaluation and
+``metrics.json`` in :mod:`esx.evaluation`.
 """
 
 from __future__ import annotations

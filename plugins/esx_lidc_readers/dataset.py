@@ -41,7 +41,7 @@ from esx.data import Sample
 from esx.errors import DataError
 from esx.interfaces import BuildContext, DataInfo, Dataset, Params
 from esx.masks import area_downsample, as_tensor_mask
-from esx_phantom.dataset import _MEAN, _STD, CueSpec, scene_draws
+from esx_phantom.dataset import _MEAN, _STD, CueSpec, cue_groups, scene_draws
 from esx_phantom.render import render, shift_mask
 from esx_prepare import lidc_db
 from esx_prepare.common import split_groups
@@ -358,6 +358,12 @@ class LidcReaders(Dataset):
                 "data_seed": p.seed,
             },
         )
+
+    def groups(self, name: str) -> dict[str, np.ndarray]:
+        """The marker's groups of the split's images (the phantom's ``cue_groups``)."""
+        split = self._splits[name]
+        labels = [label for _, label in split.items]
+        return cue_groups(labels, [split.cue_present(i) for i in range(len(split))])
 
     def split(self, name: str) -> LidcReadersSplit:
         return self._splits[name]

@@ -216,6 +216,14 @@ class PhantomSplit(torch.utils.data.Dataset):
         )
 
 
+def cue_groups(labels: np.ndarray, cue: np.ndarray) -> dict[str, np.ndarray]:
+    """The images where the spurious marker agrees with the label (positives with it,
+    negatives without: ``cue_agree``) and where it conflicts (``cue_conflict``). A model
+    that leans on the marker is right more often on the first than on the second."""
+    agree = np.asarray(cue, dtype=bool) == np.asarray(labels).astype(bool)
+    return {"cue_agree": agree, "cue_conflict": ~agree}
+
+
 class Phantom(Dataset):
     """The built-in synthetic dataset (1-channel, binary: lesion vs none)."""
 
@@ -248,6 +256,11 @@ class Phantom(Dataset):
                 "data_seed": p.seed,
             },
         )
+
+    def groups(self, name: str) -> dict[str, np.ndarray]:
+        """The marker's groups of the split's images (:func:`cue_groups`)."""
+        split = self.split(name)
+        return cue_groups(split.labels, [split.cue_present(i) for i in range(len(split))])
 
     def split(self, name: str) -> PhantomSplit:
         if name not in self._splits:
