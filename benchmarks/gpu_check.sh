@@ -5,7 +5,9 @@
 #   2. benchmarks/step_cost.py on CUDA, fp32 and bf16 (every method, ratios against the
 #      Baseline, peak memory);
 #   3. the paper-scale key rows of Table 1 (Baseline, Consensus, MAGI, Oracle; 224 px,
-#      100/2400/2400 images, 30 epochs, seeds 0-2) with esx sweep, then esx report.
+#      100/2400/2400 images, 30 epochs, seeds 0-2) with esx sweep, then esx report;
+#   4. Decoy-MNIST: benchmarks/decoy_step.py (esx's RRR step against plain PyTorch's) and
+#      the recipes/decoy_mnist rows for training seed 0 x data draws 0-2, then esx report.
 # Every output goes under OUT. With --tiny the same steps run on the CPU at toy sizes
 # (the cuda tests then skip), so CI keeps the script from rotting.
 # Not yet run on a GPU: each run renders the phantom's 4,900 images on the CPU (about
@@ -30,6 +32,9 @@ if [ "$tiny" = "--tiny" ]; then
         --set data.params.n_test=8 --set train.epochs=1 --set train.batch_size=4
         --set backbone.params.arch=test_resnet)
   precisions=(fp32)
+  decoy=(--set data.params.n_train=100 --set data.params.n_val=50 --set data.params.n_test=50
+         --set train.epochs=1)
+  decoy_cost=(--repeats 2 --warmup 0 --device cpu)
 else
   device=cuda; seeds=${SEEDS:-0-2}
   cost=(--size 224 --batch 16 --repeats 20 --warmup 3 --device cuda)
@@ -37,6 +42,8 @@ else
         --set data.params.n_test=2400 --set backbone.params.output_stride=null
         --set train.epochs=30 --set train.eval_batch_size=256 --set train.num_workers=12)
   precisions=(fp32 bf16)
+  decoy=()
+  decoy_cost=(--repeats 50 --warmup 5 --device cuda)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.csv" || true
 fi
 stamp "$(python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())")"
@@ -55,5 +62,17 @@ esx sweep recipes/table1/a_baseline.yaml recipes/table1/a_consensus.yaml \
   recipes/table1/a_magi.yaml recipes/table1/oracle.yaml --seeds "$seeds" --out "$out/paper" \
   --set device=$device "${rows[@]}" 2>&1 | tee "$out/sweep.log"
 esx report "$out/paper" > /dev/null
-cp "$out/paper/report.md" "$out/report.md"  # the 7 top-level files are what a lent GPU returns
+cp "$out/paper/report.md" "$out/report.md"  # the 8 top-level files are what a lent GPU returns
+
+stamp "decoy-mnist"
+mkdir -p "$out/decoy"
+esx sweep recipes/decoy_mnist --seeds 0 --vary data.params.seed=0-2 --out "$out/decoy" \
+  --set device=$device "${decoy[@]}" 2>&1 | tee "$out/decoy/sweep.log"
+esx report "$out/decoy" --metrics accuracy,accuracy_decoy_disagrees,worst_group_accuracy \
+  > /dev/null
+{ echo '# esx RRR step against a plain PyTorch RRR step (benchmarks/decoy_step.py)'
+  for r in rrr_oracle cnn_rrr_oracle; do
+    python benchmarks/decoy_step.py --recipe "recipes/decoy_mnist/$r.yaml" "${decoy_cost[@]}"
+  done
+  echo; cat "$out/decoy/report.md"; } > "$out/decoy_report.md"
 stamp "done"

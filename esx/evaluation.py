@@ -7,6 +7,7 @@ the predictions are gathered in the split's order.
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from esx import distributed as dist
 from esx.build import Components
 from esx.contracts import ContractError, call
 from esx.data import collate
-from esx.interfaces import normalise_maps
+from esx.interfaces import BuildContext, normalise_maps
 from esx.metrics import (
     classification,
     group_accuracy,
@@ -29,6 +30,8 @@ from esx.metrics import (
     per_class_accuracy,
     summarise_localisation,
 )
+from esx.plugins import registry
+from esx.recipe import load_recipe
 from esx.runtime import Runtime
 from esx.types import Table
 
@@ -185,6 +188,19 @@ def group_metrics(
         "worst": found["worst"],
     }
     return flat, section
+
+
+def regroup(run: Path) -> tuple[dict[str, float], dict[str, Any]]:
+    """:func:`group_metrics` of a finished run, made again from its folder: the dataset
+    rebuilt from its ``recipe.yaml``, the predictions read from ``predictions.csv``. For runs
+    made before their dataset declared its groups; a newer run's ``metrics.json`` holds the
+    same numbers."""
+    recipe = load_recipe(run / "recipe.yaml", registry())
+    data = recipe.data.build(BuildContext(seed=recipe.seed))
+    with open(run / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    labels, preds, ids = (np.array([int(r[k]) for r in rows]) for k in ("label", "pred", "id"))
+    return group_metrics(data, labels, preds, ids)
 
 
 def write_results(

@@ -159,12 +159,9 @@ def run_sections(folder: Path, heading: str = "") -> list[tuple[str, str]]:
     test, chosen = metrics.get("test", {}), metrics.get("validation", {})
     keys = list(dict.fromkeys([*test, *chosen]))
     keys = [k for k in keys if k not in ("best_epoch", "select_metric")]
-    scores = table(
-        ["split", *keys],
-        [
-            ["test", *(test.get(k) for k in keys)],
-            [f"validation (epoch {chosen.get('best_epoch')})", *(chosen.get(k) for k in keys)],
-        ],
+    scores = table(  # a row per metric: ten classes and their groups stay within the page
+        ["metric", "test", f"validation (epoch {chosen.get('best_epoch')})"],
+        [[k, test.get(k), chosen.get(k)] for k in keys],
     )
     explained = metrics.get("explanation") or {}
     if explained:
@@ -327,6 +324,13 @@ def write_sweep_page(
     t1 = result["table1"]
     head = ["group", "method", "runs", "epochs", *columns]
     sections = [("Classification", table(head, [[r.get(c) for c in head] for r in t1]))]
+    if result.get("groups"):
+        cols = list(result["groups"][0])
+        content = table(cols, [[r.get(c) for c in cols] for r in result["groups"]])
+        groups_png = root / "groups.png"
+        if groups_png.is_file():
+            content += figure(groups_png.read_bytes(), "accuracy on each group of test images")
+        sections.append(("Groups of test images", content))
     if result.get("explanations"):
         cols = ["group", "method", "runs", *report.EXPLAINED]
         rows = [[r.get(c) for c in cols] for r in result["explanations"]]

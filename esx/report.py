@@ -122,6 +122,29 @@ def classification_table(rows: list[Row]) -> list[dict[str, Any]]:
     return out
 
 
+def group_columns(rows: list[Row]) -> list[str]:
+    """The per-group test metrics the runs wrote (``accuracy_<group>`` of the groups their
+    dataset declares, not the per-class ones), then ``worst_group_accuracy``."""
+    keys = {k for r in rows for run in r.runs for k in run["test"]}
+    named = sorted(
+        k for k in keys if k.startswith("accuracy_") and not k.startswith("accuracy_class_")
+    )
+    return [*named, *(["worst_group_accuracy"] if "worst_group_accuracy" in keys else [])]
+
+
+def group_table(rows: list[Row]) -> list[dict[str, Any]]:
+    """Per row, each group's test accuracy and the worst group's (mean ± std over runs); empty
+    when no run's dataset declares groups."""
+    cols = group_columns(rows)
+    if cols == ["worst_group_accuracy"] or not cols:  # the classes only: the table adds nothing
+        return []
+    return [
+        {"group": r.group, "method": r.label, "runs": len(r.runs)}
+        | {k: _stats([run["test"].get(k) for run in r.runs]) for k in cols}
+        for r in rows
+    ]
+
+
 #: explanation metrics (metrics.json ``explanation``) tabled per row when the runs have them
 EXPLAINED = ("epg", "epg_ratio", "pointing", "pr_auc", "iou")
 
@@ -376,11 +399,21 @@ def markdown(
     runs: list[dict[str, Any]] | None = None,
     metrics: tuple[str, ...] = COMPARED,
     explained: list[dict[str, Any]] | None = None,
+    grouped: list[dict[str, Any]] | None = None,
 ) -> str:
     lines = ["# Results", "", note, "", "## Classification (test, mean ± std over runs)", ""]
     head = ["group", "method", "runs", "epochs", *CLASSIFICATION]
     lines += _md_table(t1, head, CLASSIFICATION)
     lines += ["", "Bold: the highest mean of its group, where no other row ties it."]
+    if grouped:
+        cols = [k for k in grouped[0] if k not in ("group", "method", "runs")]
+        lines += ["", "## Groups of test images (accuracy, mean ± std over runs)", ""]
+        lines += _md_table(grouped, ["group", "method", "runs", *cols], tuple(cols))
+        lines += [
+            "",
+            "Each group's accuracy, as its dataset names its groups of test images; "
+            "worst_group_accuracy: each run's lowest group accuracy, averaged over runs.",
+        ]
     if explained:
         lines += ["", "## Explanations (test positives, mean ± std over runs)", ""]
         lines += _md_table(explained, ["group", "method", "runs", *EXPLAINED], EXPLAINED)
@@ -447,6 +480,34 @@ def plot(path: Path, t1: list[dict[str, Any]]) -> None:
     save_png(fig, path, dpi=90)
 
 
+def plot_groups(path: Path, grouped: list[dict[str, Any]]) -> None:
+    """Each row's accuracy on each group of test images, mean ± std over runs."""
+    import matplotlib.pyplot as plt
+
+    from esx.figures import save_png
+
+    cols = [k for k in grouped[0] if k not in ("group", "method", "runs")]
+    width = 0.8 / len(cols)
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(grouped) + 3), 3.4))
+    for i, k in enumerate(cols):
+        ax.bar(
+            [x + width * (i - (len(cols) - 1) / 2) for x in range(len(grouped))],
+            [r[k][0] for r in grouped],
+            width,
+            yerr=[r[k][1] for r in grouped],
+            label=k.removeprefix("accuracy_"),
+            capsize=2,
+        )
+    ax.set_xticks(list(range(len(grouped))))
+    ax.set_xticklabels([r["method"] for r in grouped], rotation=30, ha="right", fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test accuracy (mean ± std over runs)")
+    ax.set_title("Accuracy on each group of test images")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    save_png(fig, path, dpi=90)
+
+
 def shown_runs(root: Path, rows: list[Row], patterns: list[str] | None) -> list[Path]:
     """The run folders whose figures a sweep's HTML page embeds: those matching any of
     ``patterns`` (globs relative to ``root``, e.g. ``a_magi/seed0``), else each row's
@@ -499,11 +560,12 @@ def report(
         f"Runs under `{root}`. Epochs: {', '.join(map(str, epochs))}. Data: {data}. "
         "Checkpoints chosen on validation; metrics on the test split."
     )
-    explained = explanation_table(rows)
-    md = markdown(t1, extra, note, compared, runs, metrics, explained)
+    explained, grouped = explanation_table(rows), group_table(rows)
+    md = markdown(t1, extra, note, compared, runs, metrics, explained, grouped)
     outputs.write_text(root / "report.md", md)
     _csv(root / "table1.csv", t1)
     _csv(root / "explanations.csv", explained)
+    _csv(root / "groups.csv", grouped)
     flat = [
         {k: v for k, v in r.items() if k not in metrics}
         | {f"{m}_{k}": v for m in metrics for k, v in r[m].items() if k != "pairs_needed"}
@@ -521,6 +583,7 @@ def report(
         {
             "classification": t1,
             "explanations": explained,
+            "groups": grouped,
             "comparisons": compared,
             "runs": runs,
             "tables": {t: recs for t, (_, recs) in extra.items()},
@@ -530,6 +593,7 @@ def report(
         "report.md",
         "table1.csv",
         *(["explanations.csv"] if explained else []),
+        *(["groups.csv", "groups.png"] if grouped else []),
         "comparisons.csv",
         "runs.csv",
         "report.json",
@@ -539,10 +603,13 @@ def report(
         _csv(root / f"{slug(title)}.csv", records)
         written.append(f"{slug(title)}.csv")
     plot(root / "table1.png", t1)
+    if grouped:
+        plot_groups(root / "groups.png", grouped)
     result = {
         "markdown": md,
         "table1": t1,
         "explanations": explained,
+        "groups": grouped,
         "tables": extra,
         "comparisons": compared,
         "runs": runs,

@@ -71,7 +71,9 @@ class StepModule(torch.nn.Module):
         )
         if self._judge:
             contracts.maps(ex, maps, len(batch))
-        maps, targets = call(ex, ex.match, maps[rows].float(), targets.select(rows))
+        if not bool(rows.all()):  # (every row, as on Decoy-MNIST: no copy)
+            maps, targets = maps[rows], targets.select(rows)
+        maps, targets = call(ex, ex.match, maps.float(), targets)
         value = call(self.loss, self.loss, maps, targets)
         if self._judge:
             contracts.scalar(self.loss, value, "the loss")

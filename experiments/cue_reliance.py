@@ -7,11 +7,16 @@ they conflict (positives without, negatives with). The gap between the two
 accuracies measures that reliance; a model that ignores the marker has a gap
 near 0.
 
-Reads each run's ``recipe.yaml`` (to rebuild the test split's marker flags)
-and ``predictions.csv``; runs are grouped by their parent folder (one method,
-several seeds), and the table gives mean ± std over seeds.
+Every run now writes both accuracies itself (``accuracy_cue_agree`` and
+``accuracy_cue_conflict`` in ``metrics.json``: the phantom declares the two
+groups, :meth:`esx_phantom.dataset.Phantom.groups`), so ``esx report --metrics
+accuracy_cue_conflict`` reads them directly. This script adds the gap,
+``cue_reliance``, and computes the accuracies for runs made before, from their
+``predictions.csv`` with the same code the runs use
+(:func:`esx.evaluation.group_metrics`); runs are grouped by their parent folder
+(one method, several seeds), and the table gives mean ± std over seeds.
 
-    python experiments/cue_reliance.py runs/table1_amax/oracle runs/table1_amax/b_gradia
+    python experiments/cue_reliance.py runs/table1/oracle runs/table1/b_gradia
     python experiments/cue_reliance.py runs/keyrows/* --into runs/keyrows_cue
     esx report runs/keyrows_cue --metrics accuracy_cue_conflict,cue_reliance
 """
@@ -32,49 +37,36 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from esx.errors import EsxError  # noqa: E402
-from esx.interfaces import BuildContext  # noqa: E402
-from esx.plugins import registry  # noqa: E402
-from esx.recipe import load_recipe  # noqa: E402
+from esx.evaluation import regroup  # noqa: E402
 
-
-def cue_reliance(labels: np.ndarray, preds: np.ndarray, cue: np.ndarray) -> dict[str, float]:
-    """Accuracy where a spurious cue agrees with the label (positives with it, negatives
-    without), where it conflicts (positives without, negatives with), and the difference:
-    how much the model leans on the cue (near 0 when it ignores it)."""
-    labels, preds, cue = (np.asarray(x).astype(bool) for x in (labels, preds, cue))
-    agree = cue == labels
-    out = {
-        "accuracy_cue_agree": float(np.mean(preds[agree] == labels[agree]))
-        if agree.any()
-        else None,
-        "accuracy_cue_conflict": (
-            float(np.mean(preds[~agree] == labels[~agree])) if (~agree).any() else None
-        ),
-    }
-    if None not in out.values():
-        out["cue_reliance"] = out["accuracy_cue_agree"] - out["accuracy_cue_conflict"]
-    return out
+GROUPS = ("accuracy_cue_agree", "accuracy_cue_conflict")
 
 
 def reliance(run: Path) -> dict[str, float]:
-    """Accuracies on marker-agreeing and marker-conflicting test images of one run."""
-    reg = registry()
-    recipe = load_recipe(run / "recipe.yaml", reg)
-    data = recipe.data.build(BuildContext(seed=recipe.seed))
-    test = data.split("test")
-    if not callable(getattr(test, "cue_present", None)):
+    """Accuracies on marker-agreeing and marker-conflicting test images of one run, and
+    their difference; read from its ``metrics.json`` when the run wrote them."""
+    path = run / "metrics.json"
+    test = json.loads(path.read_text()).get("test", {}) if path.is_file() else {}
+    if all(k in test for k in GROUPS):
+        out = {k: test[k] for k in ("accuracy", *GROUPS)}
+    else:
+        out = _from_predictions(run)
+    out["cue_reliance"] = out["accuracy_cue_agree"] - out["accuracy_cue_conflict"]
+    return out
+
+
+def _from_predictions(run: Path) -> dict[str, float]:
+    """The run's group accuracies made again from ``predictions.csv``, as the run makes them."""
+    found, section = regroup(run)
+    missing = [k for k in GROUPS if k not in found]
+    if missing:
         raise EsxError(
-            f"{run}: data {recipe.data.name!r} has no spurious marker (no cue_present); "
-            "this measure needs the phantom or lidc_readers"
+            f"{run}: data declared by {section['declared_by']!r} has no spurious marker (no "
+            f"{missing[0][9:]} group); this measure needs the phantom or lidc_readers"
         )
     with open(run / "predictions.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    labels = np.array([int(r["label"]) for r in rows])
-    preds = np.array([int(r["pred"]) for r in rows])
-    cue = np.array([test.cue_present(int(r["id"])) for r in rows])
-    out = cue_reliance(labels, preds, cue)
-    out["accuracy"] = float(np.mean(labels == preds))
-    return out
+        correct = [int(r["label"]) == int(r["pred"]) for r in csv.DictReader(f)]
+    return {"accuracy": float(np.mean(correct)), **{k: found[k] for k in GROUPS}}
 
 
 def copy_with_reliance(run: Path, into: Path) -> None:

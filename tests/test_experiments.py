@@ -247,3 +247,36 @@ def test_ssl_pretrain_writes_weights_a_recipe_loads(tmp_path, capsys):
         assert torch.equal(mine[k], v), k
     with pytest.raises(SystemExit, match="safetensors"):
         ssl.main(["--out", str(tmp_path / "w.pt")])
+
+
+def test_runs_write_the_cue_groups_as_cue_reliance_did_on_the_archived_runs(tmp_path):
+    """The phantom's marker groups, as every run now computes them, equal the accuracies
+    experiments/cue_reliance.py computed for all 265 archived runs of docs/run_metrics
+    (the Table 1 grid and the confirmation): the formula it used is restated here as the
+    oracle, and the runs' own code path is applied to their saved predictions."""
+    import tarfile
+
+    import numpy as np
+
+    from esx.evaluation import regroup
+    from esx.plugins import registry
+    from esx.recipe import load_recipe
+
+    for name in ("table1_n200.tar.gz", "confirm_n200.tar.gz"):
+        with tarfile.open(ROOT / "docs" / "run_metrics" / name) as tar:
+            tar.extractall(tmp_path, filter="data")
+    runs = sorted(p.parent for p in tmp_path.rglob("predictions.csv"))
+    assert len(runs) == 265
+    for run in runs:
+        got, section = regroup(run)
+        preds = np.loadtxt(run / "predictions.csv", delimiter=",", skiprows=1)
+        ids, y, p = preds[:, 0].astype(int), preds[:, 1].astype(int), preds[:, 3].astype(int)
+        recipe = load_recipe(run / "recipe.yaml", registry())
+        test = recipe.data.build(BuildContext(seed=recipe.seed)).split("test")
+        agree = np.array([test.cue_present(i) for i in ids]) == y.astype(bool)
+        assert got["accuracy_cue_agree"] == float(np.mean(p[agree] == y[agree]))
+        assert got["accuracy_cue_conflict"] == float(np.mean(p[~agree] == y[~agree]))
+        assert section["declared_by"] == "phantom"
+        assert got["worst_group_accuracy"] == min(
+            got["accuracy_cue_agree"], got["accuracy_cue_conflict"]
+        )

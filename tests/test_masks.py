@@ -36,6 +36,17 @@ def test_vote_matches_mean_rule_randomly():
         assert (vote(m[i : i + 1], valid[i : i + 1])[0, 0].numpy() == ref).all()
 
 
+def test_vote_of_one_annotator_is_its_mask_where_valid():
+    g = torch.Generator().manual_seed(2)
+    m = (torch.rand(6, 1, 8, 8, generator=g) > 0.5).float()
+    valid = torch.tensor([[True], [False], [True], [True], [False], [True]])
+    for threshold in (0.01, 0.5, 1.0):
+        got = vote(m, valid, threshold)
+        for i in range(6):
+            ref = (m[i][valid[i]].numpy().mean(0) >= threshold) if valid[i] else np.zeros((8, 8))
+            assert (got[i, 0].numpy() == ref).all()
+
+
 def test_boundary_noise_changes_only_the_boundary():
     mask = np.zeros((40, 40), bool)
     mask[10:30, 10:30] = True

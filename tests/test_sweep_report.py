@@ -397,3 +397,46 @@ def test_a_sweep_warns_before_it_outgrows_the_disk(tmp_path, monkeypatch):
         "4.4 MB",
         "52.0 GB",
     ]
+
+
+def test_report_tables_plots_and_pairs_the_groups(tmp_path):
+    """Runs that wrote group accuracies get a groups table (mean ± std), groups.csv and
+    groups.png, and the groups pair like any metric with --metrics."""
+    from esx.report import report
+
+    def run(folder, label, agree, disagree):
+        folder.mkdir(parents=True)
+        (folder / "recipe.yaml").write_text(yaml.safe_dump({"label": label}))
+        test = {"accuracy": 0.9, "auc": 0.9, "precision": 0.9, "recall": 0.9, "f1": 0.9}
+        test |= {"accuracy_class_0": 0.5, "accuracy_decoy_agrees": agree}
+        test |= {"accuracy_decoy_disagrees": disagree}
+        test["worst_group_accuracy"] = min(agree, disagree)
+        (folder / "metrics.json").write_text(
+            json.dumps({"test": test, "data": {"synthetic": False}})
+        )
+
+    for s, (a, d) in enumerate([(0.9, 0.6), (0.95, 0.7)]):
+        run(tmp_path / "vanilla" / f"seed{s}", "Vanilla", a, d)
+        run(tmp_path / "rrr" / f"seed{s}", "RRR", 0.9, d + 0.2 + 0.01 * s)
+    out = report(tmp_path, references=["Vanilla"], metrics=("worst_group_accuracy", "accuracy"))
+    md = out["markdown"]
+    assert "## Groups of test images" in md
+    # RRR's disagreeing groups 0.80 and 0.91, worst groups 0.80 and 0.90
+    assert "| RRR | 2 | 0.9000 ± 0.0000 | **0.8550 ± 0.0778** | **0.8500 ± 0.0707** |" in md
+    assert "accuracy_class_0" not in md.split("## Groups")[1].split("##")[0]
+    assert (tmp_path / "groups.csv").is_file() and (tmp_path / "groups.png").is_file()
+    (rrr,) = out["comparisons"]
+    assert rrr["worst_group_accuracy"]["mean"] == pytest.approx(0.2)  # 0.8 - 0.6, 0.9 - 0.7
+    assert rrr["worst_group_accuracy"]["n"] == 2
+
+
+def test_report_has_no_groups_table_for_runs_grouped_by_class_only(tmp_path):
+    from esx.report import report
+
+    folder = tmp_path / "a" / "seed0"
+    folder.mkdir(parents=True)
+    test = {"accuracy": 0.9, "auc": 0.9, "f1": 0.9}
+    test |= {"accuracy_class_0": 0.8, "worst_group_accuracy": 0.8}
+    (folder / "metrics.json").write_text(json.dumps({"test": test, "data": {"synthetic": 1}}))
+    out = report(tmp_path)
+    assert out["groups"] == [] and "## Groups" not in out["markdown"]

@@ -47,7 +47,14 @@ def test_run_folder_contents(smoke_run):
         assert (out / name).is_file(), name
     assert "SYNTHETIC" in output and "test results" in output
     m = json.loads((out / "metrics.json").read_text())
-    assert set(m["test"]) == {"accuracy", "auc", "precision", "recall", "f1"}
+    assert set(m["test"]) == {"accuracy", "auc", "precision", "recall", "f1"} | {
+        "accuracy_class_0",
+        "accuracy_class_1",
+        "accuracy_cue_agree",  # the phantom's marker groups
+        "accuracy_cue_conflict",
+        "worst_group_accuracy",
+    }
+    assert m["groups"]["declared_by"] == "phantom" and sum(m["groups"]["size"].values()) == 16
     assert {"iou", "precision", "recall", "threshold"} <= set(m["explanation"])
     assert m["data"]["synthetic"] is True and m["data"]["name"] == "phantom"
     assert m["data"]["splits"] == {"train": 16, "val": 16, "test": 16}

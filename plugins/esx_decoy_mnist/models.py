@@ -1,4 +1,4 @@
-"""The small models of the Decoy-MNIST papers, as esx backbones: CDEP's CNN and RRR's MLP.
+"""The small models of the Decoy-MNIST papers: CDEP's CNN and Ross et al.'s MLP.
 
 The architecture of CDEP's Decoy-MNIST experiments (Rieger et al., "Interpretations
 are useful", ICML 2020; ``mnist/DecoyMNIST/train_mnist_decoy.py`` of
