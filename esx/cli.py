@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import track
 from rich.table import Table as RichTable
 from typer.core import TyperGroup
@@ -72,7 +73,7 @@ SetOpt = Annotated[
 
 def _fail(err: BaseException, code: int = 2) -> None:
     Console(stderr=True, soft_wrap=True).print(
-        f"[bold red]error:[/] {err}", markup=True, highlight=False
+        f"[bold red]error:[/] {escape(str(err))}", markup=True, highlight=False
     )
     raise typer.Exit(code)
 
@@ -266,14 +267,45 @@ def sweep(
             "the grid is every combination, and the report pairs runs on it)"
         ),
     ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="where runs go: local (this machine), slurm (a job array through submitit; "
+            'pip install "esx[slurm]") or ray (Ray tasks; pip install "esx[ray]")'
+        ),
+    ] = "local",
+    executor_config: Annotated[
+        Path | None,
+        typer.Option(help="YAML of executor options (partition, time, cpus, gpus, ...)"),
+    ] = None,
+    partition: Annotated[str | None, typer.Option(help="SLURM partition")] = None,
+    account: Annotated[str | None, typer.Option(help="SLURM account")] = None,
+    time_min: Annotated[
+        int | None, typer.Option("--time", help="minutes each run may take (SLURM)")
+    ] = None,
+    cpus: Annotated[int | None, typer.Option(help="CPU cores per run (slurm, ray)")] = None,
+    gpus: Annotated[float | None, typer.Option(help="GPUs per run (slurm, ray)")] = None,
+    mem_gb: Annotated[float | None, typer.Option("--mem", help="GB per run (slurm)")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default RAY_ADDRESS, else local)")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="print what would start and where; start nothing")
+    ] = False,
 ) -> None:
     """Run every recipe for every seed (and varied key); finished runs are skipped,
     interrupted ones resumed, a failed run is reported at the end while the others go on."""
+    from esx.executors import EXECUTORS, load_options
     from esx.plugins import registry
-    from esx.sweep import parse_vary, run_sweep
+    from esx.sweep import Where, parse_vary, run_sweep
 
     console = Console(soft_wrap=True)
     try:
+        if executor not in EXECUTORS:
+            raise EsxError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+        flags = {"partition": partition, "account": account, "time": time_min, "cpus": cpus}
+        flags |= {"gpus": gpus, "mem_gb": mem_gb, "ray_address": ray_address}
+        where = Where(executor, load_options(executor_config, flags))
         result = run_sweep(
             recipes,
             parse_seeds(seeds),
@@ -283,6 +315,8 @@ def sweep(
             console,
             jobs,
             parse_vary(vary or []),
+            where,
+            dry_run,
         )
     except EsxError as err:
         _fail(err)
@@ -294,9 +328,12 @@ def sweep(
             ),
             130,
         )
+    if dry_run:
+        console.print(f"dry run, nothing started: {result.counts}")
+        return
     console.print(f"sweep finished: {result.counts}; tables: esx report {out}")
     for folder, error in result.failed:
-        console.print(f"[bold red]failed:[/] {folder}: {error}", highlight=False)
+        console.print(f"[bold red]failed:[/] {escape(f'{folder}: {error}')}", highlight=False)
     if result.failed:
         raise typer.Exit(1)
 

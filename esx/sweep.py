@@ -24,18 +24,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from esx import executors
 from esx.errors import DiskFullError, EsxError, RecipeError
 from esx.plugins import Registry
 from esx.recipe import Recipe, dump_recipe, load_recipe
@@ -217,45 +214,30 @@ def job_slots(jobs: str | int) -> tuple[int, int]:
     return n, max(1, cores // n)
 
 
-def _command(job: Job, overrides: list[str], resume: bool) -> list[str]:
-    """The ``esx run`` that does a job in its own process."""
-    if resume:
-        return [sys.executable, "-m", "esx", "run", "--resume", str(job.folder), "--quiet"]
-    sets = [x for o in [*overrides, *job.sets] for x in ("--set", o)]
-    return [
-        sys.executable,
-        "-m",
-        "esx",
-        "run",
-        str(job.recipe_path),
-        "--out",
-        str(job.folder),
-        "--overwrite",
-        "--quiet",
-        *sets,
-    ]
+def _task(job: Job, overrides: list[str], where: Where | None = None) -> executors.Job:
+    """The job as an executor runs it: its ``esx run`` (a resume when it was interrupted),
+    with absolute paths when it runs on a cluster node, whose working folder may differ."""
+    resume = (job.folder / "last.safetensors").is_file()
+    folder, recipe = job.folder, job.recipe_path
+    if where is not None and where.executor != "local":
+        folder, recipe = folder.resolve(), recipe.resolve()
+    cmd = executors.command(folder, recipe, [*overrides, *job.sets], resume)
+    return executors.Job(folder=folder, command=cmd, ref=job)
 
 
-def _run_one(job: Job, overrides: list[str], threads: int, isolated: bool) -> str | None:
-    """Run or resume one job; None when it finished, else the error."""
+def _run_here(job: Job) -> str | None:
+    """Run or resume one job in this process; None when it finished, else the error."""
     from esx.trainer import Trainer
 
     resume = (job.folder / "last.safetensors").is_file()
     job.folder.mkdir(parents=True, exist_ok=True)
-    if not isolated:
-        try:
-            Trainer(
-                job.recipe, job.folder, Console(quiet=True), recipe_source=str(job.recipe_path)
-            ).run(resume=resume)
-        except Exception as exc:  # the others go on; the error is reported at the end
-            return f"{type(exc).__name__}: {exc}"
-        return None
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    done = subprocess.run(_command(job, overrides, resume), env=env, capture_output=True, text=True)
-    if done.returncode == 0:
-        return None
-    tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-6:]
-    return " ".join(" ".join(tail).split()) or f"exit status {done.returncode}"
+    try:
+        Trainer(
+            job.recipe, job.folder, Console(quiet=True), recipe_source=str(job.recipe_path)
+        ).run(resume=resume)
+    except Exception as exc:  # the others go on; the error is reported at the end
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 #: the error of a queued run that was not started because the disk had filled up
@@ -266,40 +248,41 @@ def _disk_full(error: str | None) -> bool:
     return error is not None and DiskFullError.PREFIX in error
 
 
+@dataclass
+class Where:
+    """Where the sweep's runs go (:mod:`esx.executors`): the executor, its options, and the
+    sweep folder (SLURM's logs go under it)."""
+
+    executor: str = "local"
+    options: executors.ExecutorOptions = field(default_factory=executors.ExecutorOptions)
+
+
 def _results(
-    todo: list[Job], overrides: list[str], slots: int, threads: int
+    todo: list[Job], overrides: list[str], slots: int, threads: int, where: Where, out: Path
 ) -> Iterator[tuple[Job, str | None]]:
     """(job, error or None) as each job ends: in this process one by one, or ``slots``
-    ``esx run`` processes at once. Once a run fails on a full disk no queued run starts;
-    each is yielded with :data:`NOT_STARTED`."""
-    if slots == 1:
-        full = False
-        for job in todo:
-            error = NOT_STARTED if full else _run_one(job, overrides, threads, isolated=False)
-            full = full or _disk_full(error)
-            yield job, error
-        return
-    full = threading.Event()  # set by the worker whose run found the disk full
+    ``esx run`` processes at once, or on a cluster. Once a run fails on a full disk no
+    queued run starts; each is yielded with :data:`NOT_STARTED`."""
+    tasks = [_task(job, overrides, where) for job in todo]
+    if where.executor == "slurm":
+        logs = out / ".slurm"
+        found = executors.slurm(tasks, where.options.cpus, where.options, logs, _disk_full)
+    elif where.executor == "ray":
+        found = executors.ray_tasks(tasks, where.options.cpus, where.options, _disk_full)
+    elif slots == 1:
+        found = _one_by_one(todo)
+    else:
+        found = executors.local_pool(tasks, threads, slots, _disk_full)
+    for job, error in found:
+        yield job, NOT_STARTED if error == executors.STOPPED else error
 
-    def work(job: Job) -> str | None:
-        if full.is_set():
-            return NOT_STARTED
-        error = _run_one(job, overrides, threads, True)
-        if _disk_full(error):
-            full.set()  # before this worker takes the next job
-        return error
 
-    pool = ThreadPoolExecutor(max_workers=slots)
-    try:
-        futures = {pool.submit(work, job): job for job in todo}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
-    except BaseException:
-        # Ctrl-C (the running ``esx run`` processes get it too and stop resumable): start
-        # none of the queued runs, rather than working through the queue first.
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+def _one_by_one(todo: list[Job]) -> Iterator[tuple[Job, str | None]]:
+    full = False
+    for job in todo:
+        error = NOT_STARTED if full else _run_here(job)
+        full = full or _disk_full(error)
+        yield job, error
 
 
 def _size(folder: Path) -> int:
@@ -348,10 +331,15 @@ def run_sweep(
     console: Console,
     jobs: str | int = 1,
     vary: list[tuple[str, list[str]]] = (),
+    where: Where | None = None,
+    dry_run: bool = False,
 ) -> Outcome:
-    """Run every pending job, ``jobs`` at once (``esx run`` processes when more than one);
-    finished runs are skipped, interrupted ones resumed, identical experiments run once and
-    copied, and a failed run is reported at the end while the others go on."""
+    """Run every pending job, ``jobs`` at once (``esx run`` processes when more than one)
+    or on the cluster ``where`` names; finished runs are skipped, interrupted ones resumed,
+    runs another sweep's live process or job is doing waited for, identical experiments
+    run once and copied, and a failed run is reported at the end while the others go on.
+    With ``dry_run``, print what would start and where, and start nothing."""
+    where = where or Where()
     planned = plan(paths, seeds, out, registry, overrides, vary)
     slots, threads = job_slots(jobs)
     counts = {"done": 0, "skipped": 0, "resumed": 0, "reused": 0, "failed": 0}
@@ -370,6 +358,19 @@ def run_sweep(
             finished[key] = job.folder
             todo.append(job)
     counts["skipped"] = len(skipped)
+    submitted = executors.submitted_jobs(out / ".slurm")
+    elsewhere = [j for j in todo if executors.running_elsewhere(j.folder, where.options, submitted)]
+    todo = [j for j in todo if j not in elsewhere]
+    if dry_run:
+        tasks = [_task(job, overrides, where) for job in todo]
+        if where.executor != "local":
+            threads = where.options.cpus
+        console.print(
+            executors.describe(where.executor, tasks, threads, where.options, out / ".slurm")
+        )
+        for job in elsewhere:
+            console.print(f"wait for {job.folder}: another sweep's run is doing it")
+        return Outcome(counts | {"to start": len(todo), "running elsewhere": len(elsewhere)}, [])
     warning = disk_warning(len(todo), list(finished.values()), out)
     if warning:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -388,7 +389,10 @@ def run_sweep(
             progress.console.print(line)
         started = {job.folder: (job.folder / "last.safetensors").is_file() for job in todo}
         queued: list[Path] = []
-        for job, error in _results(todo, overrides, slots, threads):
+        if where.executor != "local":
+            task_desc = f"sweep, {where.executor}"
+            progress.update(task, description=task_desc)
+        for job, error in _results(todo, overrides, slots, threads, where, out):
             label = f"{job.recipe_path.stem} {job.folder.name}"
             if error is None:
                 counts["resumed" if started[job.folder] else "done"] += 1
@@ -402,6 +406,24 @@ def run_sweep(
             else:
                 failed.append((job.folder, error))
                 progress.console.print(f"[red]{label} failed[/] (reported at the end)")
+            progress.advance(task)
+        if elsewhere:
+            progress.console.print(
+                f"waiting for {len(elsewhere)} run(s) that another sweep's process or job is "
+                "still doing (not started twice)"
+            )
+            executors.wait_for([j.folder for j in elsewhere], where.options, submitted)
+        for job in elsewhere:
+            if (job.folder / "metrics.json").is_file():
+                counts["done"] += 1
+                progress.console.print(f"{job.recipe_path.stem} {job.folder.name}: finished")
+            else:
+                failed.append(
+                    (
+                        job.folder,
+                        "its process or job ended unfinished; rerun the sweep to resume it",
+                    )
+                )
             progress.advance(task)
         for job, key in twins:
             source = finished[key]

@@ -286,31 +286,41 @@ def test_parse_vary():
         parse_vary(["a.b=1", "a.b=2"])
 
 
+def _fake_jobs(tmp_path, n):
+    """Sweep jobs that name a folder and a recipe, for runners that never read the recipe."""
+    from esx import sweep
+
+    jobs = [sweep.Job.__new__(sweep.Job) for _ in range(n)]
+    for i, job in enumerate(jobs):
+        job.folder, job.recipe_path, job.sets = tmp_path / f"seed{i}", tmp_path / "r.yaml", []
+    return jobs
+
+
 def test_ctrl_c_stops_a_parallel_sweep_without_starting_queued_runs(tmp_path, monkeypatch):
     """Ctrl-C reaches the sweep (and its running ``esx run`` processes, which stop
     resumable); the queued runs must not start afterwards."""
     import threading
     import time
 
-    from esx import sweep
+    from esx import executors, sweep
 
     started, release = [], threading.Event()
 
-    def fake_run(job, overrides, threads, isolated):
-        started.append(job)
+    def fake_run(cmd, threads, folder, job_id=""):
+        started.append(folder)
         release.wait(5)
         return None
 
-    monkeypatch.setattr(sweep, "_run_one", fake_run)
-    jobs = [sweep.Job.__new__(sweep.Job) for _ in range(6)]
-    results = sweep._results(jobs, [], 2, 1)
+    monkeypatch.setattr(executors, "run_command", fake_run)
+    jobs = _fake_jobs(tmp_path, 6)
+    results = sweep._results(jobs, [], 2, 1, sweep.Where(), tmp_path)
 
     def interrupt(*_):
         raise KeyboardInterrupt
 
     timer = threading.Timer(0.3, release.set)
     timer.start()
-    monkeypatch.setattr(sweep, "as_completed", lambda fs: iter([interrupt()]))
+    monkeypatch.setattr(executors, "as_completed", lambda fs: iter([interrupt()]))
     with pytest.raises(KeyboardInterrupt):
         next(results)
     timer.join()
@@ -331,19 +341,18 @@ def test_report_keeps_three_significant_digits_of_small_means():
 def test_a_full_disk_stops_the_sweep_starting_queued_runs(tmp_path, monkeypatch, slots):
     """Once a run fails on a full disk, the queued runs (which would fail the same way)
     are not started; the sweep says how many and what to do."""
-    from esx import sweep
+    from esx import executors, sweep
 
     started = []
 
-    def fake_run(job, overrides, threads, isolated):
-        started.append(job)
-        return f"RunFailed: no space left on the disk writing {job.folder}/last.safetensors"
+    def fake_run(cmd, threads, folder, job_id=""):
+        started.append(folder)
+        return f"RunFailed: no space left on the disk writing {folder}/last.safetensors"
 
-    monkeypatch.setattr(sweep, "_run_one", fake_run)
-    jobs = [sweep.Job.__new__(sweep.Job) for _ in range(6)]
-    for i, job in enumerate(jobs):
-        job.folder = tmp_path / f"seed{i}"
-    ended = list(sweep._results(jobs, [], slots, 1))
+    monkeypatch.setattr(executors, "run_command", fake_run)
+    monkeypatch.setattr(sweep, "_run_here", lambda job: fake_run([], 1, job.folder))
+    jobs = _fake_jobs(tmp_path, 6)
+    ended = list(sweep._results(jobs, [], slots, 1, sweep.Where(), tmp_path))
     assert len(ended) == 6 and len(started) <= slots
     errors = [error for _, error in ended]
     assert errors.count(sweep.NOT_STARTED) == 6 - len(started)
@@ -355,9 +364,7 @@ def test_a_full_disk_is_reported_once_with_the_queued_count(tmp_path, tiny_recip
     grid = tmp_path / "grid"
     grid.mkdir()
     _write(grid, "x", tiny_recipe, "X", "a")
-    monkeypatch.setattr(
-        sweep, "_run_one", lambda *a, **k: "no space left on the disk writing somewhere"
-    )
+    monkeypatch.setattr(sweep, "_run_here", lambda job: "no space left on the disk writing x")
     out = tmp_path / "runs"
     res = CliRunner().invoke(
         app, ["sweep", str(grid), "--seeds", "0-2", "--out", str(out)], env={"COLUMNS": "300"}

@@ -1,0 +1,215 @@
+"""Sweeps on a cluster: the same runs under the local, SLURM (submitit) and Ray executors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from esx import executors
+from esx.cli import app
+from esx.errors import EsxError
+
+from conftest import ROOT
+
+SLURM_HERE = {"cluster": "local", "cpus": 1, "time": 10}
+
+
+def _grid(tmp_path: Path, epochs: int = 2, n_train: int = 16) -> Path:
+    recipe = tmp_path / "grid" / "r.yaml"
+    recipe.parent.mkdir(parents=True, exist_ok=True)
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "base": str(ROOT / "recipes" / "smoke.yaml"),
+                "data": {"params": {"n_train": n_train}},
+                "train": {"epochs": epochs},
+                "eval": {"overlays": 0},
+            }
+        )
+    )
+    return recipe
+
+
+def _sweep_args(recipe: Path, out: Path, executor: str, cfg: Path, seeds: str) -> list[str]:
+    args = ["sweep", str(recipe), "--seeds", seeds, "--out", str(out)]
+    if executor == "local":
+        return [*args, "--jobs", "2"]  # one thread per run, as the cluster executors give
+    if executor == "slurm":
+        return [*args, "--executor", "slurm", "--executor-config", str(cfg)]
+    return [*args, "--executor", "ray", "--cpus", "1"]
+
+
+def _config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "executor.yaml"
+    cfg.write_text(yaml.safe_dump(SLURM_HERE))
+    return cfg
+
+
+def _esx(args: list[str], **kw) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESX_")}
+    return subprocess.run(
+        [sys.executable, "-m", "esx", *args], capture_output=True, text=True, env=env, **kw
+    )
+
+
+def test_the_three_executors_give_the_same_metrics(tmp_path):
+    """A tiny sweep (two seeds) run locally, as a submitit job array (its local executor:
+    the real pickling and process path) and as Ray tasks (an embedded local instance,
+    about 6 s to start here) writes the same metrics.json values, and esx report reads
+    the three folders alike."""
+    recipe, cfg = _grid(tmp_path), _config(tmp_path)
+    tests, tables = {}, {}
+    for executor in executors.EXECUTORS:
+        out = tmp_path / executor
+        done = _esx(_sweep_args(recipe, out, executor, cfg, "0-1"), timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "'done': 2" in done.stdout
+        tests[executor] = [
+            json.loads((out / "r" / f"seed{s}" / "metrics.json").read_text())["test"]
+            for s in (0, 1)
+        ]
+        report = _esx(["report", str(out)], timeout=300)
+        assert report.returncode == 0, report.stderr
+        tables[executor] = json.loads((out / "report.json").read_text())["classification"]
+    assert tests["slurm"] == tests["local"] and tests["ray"] == tests["local"]
+    assert tables["slurm"] == tables["local"] == tables["ray"]
+    assert (tmp_path / "slurm" / ".slurm" / executors.SUBMITTED).is_file()  # the array's record
+
+
+def test_slurm_dry_run_prints_the_submission_and_starts_nothing(tmp_path):
+    recipe = _grid(tmp_path)
+    cfg = tmp_path / "cluster.yaml"
+    cfg.write_text(yaml.safe_dump({"partition": "gpu", "account": "lab", "slurm": {"qos": "hi"}}))
+    out = tmp_path / "runs"
+    args = ["sweep", str(recipe), "--seeds", "0-2", "--out", str(out), "--executor", "slurm"]
+    args += ["--executor-config", str(cfg), "--gpus", "1", "--time", "90", "--dry-run"]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    text = res.output
+    assert "one SLURM job array of 3 tasks" in text
+    for line in ("slurm_partition: gpu", "slurm_account: lab", "slurm_qos: hi"):
+        assert line in text
+    assert "gpus_per_node: 1" in text and "timeout_min: 90" in text  # flags win over the file
+    assert text.count("-m esx run") == 3 and "dry run, nothing started" in text
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_executor_options_errors_name_the_file_and_key(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("partion: gpu\n")
+    with pytest.raises(EsxError, match=r"bad.yaml: partion: .*the options: partition"):
+        executors.load_options(cfg, {})
+    with pytest.raises(EsxError, match="no such file"):
+        executors.load_options(tmp_path / "missing.yaml", {})
+    res = CliRunner().invoke(app, ["sweep", str(_grid(tmp_path)), "--executor", "pbs"])
+    assert res.exit_code == 2 and "choose one of local, slurm, ray" in res.output
+
+
+def test_a_job_on_another_esx_version_fails_clearly(tmp_path):
+    error = executors.run_task(["true"], 1, str(tmp_path / "run"), "0.0.1")
+    assert error and "planned with esx 0.0.1" in error and "install esx 0.0.1" in error
+    assert not (tmp_path / "run").exists()  # nothing ran
+
+
+def test_running_elsewhere_reads_the_claim(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    opts = executors.ExecutorOptions()
+    assert not executors.running_elsewhere(folder, opts)  # no claim
+    proc = subprocess.Popen(["sleep", "30", str(folder)])
+    try:
+        claim = {"host": os.uname().nodename, "pid": proc.pid, "job": ""}
+        (folder / executors.CLAIM).write_text(json.dumps(claim))
+        assert executors.running_elsewhere(folder, opts)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not executors.running_elsewhere(folder, opts)  # its process has ended
+    (folder / executors.CLAIM).write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+    assert executors.running_elsewhere(folder, opts)  # just written: another machine's run
+    old = time.time() - 2 * executors.QUIET
+    for f in folder.iterdir():
+        os.utime(f, (old, old))
+    assert not executors.running_elsewhere(folder, opts)  # silent for too long
+
+
+def _esx_processes(marker: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmd and "-m esx run" in cmd:
+                found.append(cmd)
+    return found
+
+
+def _kill_then_rerun(tmp_path: Path, executor: str, sig: int) -> None:
+    recipe, cfg = _grid(tmp_path, epochs=4, n_train=96), _config(tmp_path)
+    out = tmp_path / f"killed_{executor}"
+    args = _sweep_args(recipe, out, executor, cfg, "0-3")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESX_")}
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "esx", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(out.glob("r/seed*/last.safetensors")):
+        time.sleep(0.2)
+    assert list(out.glob("r/seed*/last.safetensors")), "no run finished an epoch in time"
+    sweep.send_signal(sig)
+    sweep.wait(timeout=120)
+    if executor == "local":  # its runs die with it, even when it is killed with SIGKILL
+        time.sleep(3)
+        assert _esx_processes(str(out)) == []
+    again = _esx(args, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    for seed in range(4):
+        run = out / "r" / f"seed{seed}"
+        assert (run / "metrics.json").is_file()
+        with (run / "history.csv").open() as f:
+            epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
+        assert epochs == [1, 2, 3, 4], (seed, epochs)  # every epoch once: no run done twice
+        assert not (run / executors.CLAIM).exists()
+
+
+def test_a_killed_local_sweep_leaves_no_run_behind_and_reruns_to_the_end(tmp_path):
+    _kill_then_rerun(tmp_path, "local", signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_killed_slurm_sweep_reruns_without_submitting_a_run_twice(tmp_path):
+    """The cluster's jobs outlive the sweep that submitted them (here submitit's local
+    executor's processes); the rerun waits for the ones still running."""
+    _kill_then_rerun(tmp_path, "slurm", signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_an_interrupted_ray_sweep_reruns_to_the_end(tmp_path):
+    _kill_then_rerun(tmp_path, "ray", signal.SIGINT)
+
+
+@pytest.mark.parametrize("executor, extra", [("slurm", "submitit"), ("ray", "ray")])
+def test_a_missing_extra_says_how_to_install_it(tmp_path, monkeypatch, executor, extra):
+    """`pip install -e .` alone runs everything else; an executor whose extra is absent says
+    which extra to install."""
+    monkeypatch.setitem(sys.modules, extra, None)  # import fails as if not installed
+    recipe = _grid(tmp_path)
+    args = ["sweep", str(recipe), "--out", str(tmp_path / "o"), "--executor", executor]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert res.exit_code == 2, res.output
+    assert f'pip install "esx[{executor}]"' in res.output
