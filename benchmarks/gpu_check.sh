@@ -7,7 +7,8 @@
 #   3. the paper-scale key rows of Table 1 (Baseline, Consensus, MAGI, Oracle; 224 px,
 #      100/2400/2400 images, 30 epochs, seeds 0-2) with esx sweep, then esx report;
 #   4. Decoy-MNIST: benchmarks/decoy_step.py (esx's RRR step against plain PyTorch's) and
-#      the recipes/decoy_mnist rows for training seed 0 x data draws 0-2, then esx report.
+#      the recipes/decoy_mnist rows (both models) for training seed 0 x data draws 0-2, then
+#      esx report.
 # Every output goes under OUT. With --tiny the same steps run on the CPU at toy sizes
 # (the cuda tests then skip), so CI keeps the script from rotting.
 # Not yet run on a GPU: each run renders the phantom's 4,900 images on the CPU (about
@@ -62,17 +63,20 @@ esx sweep recipes/table1/a_baseline.yaml recipes/table1/a_consensus.yaml \
   recipes/table1/a_magi.yaml recipes/table1/oracle.yaml --seeds "$seeds" --out "$out/paper" \
   --set device=$device "${rows[@]}" 2>&1 | tee "$out/sweep.log"
 esx report "$out/paper" > /dev/null
-cp "$out/paper/report.md" "$out/report.md"  # the 8 top-level files are what a lent GPU returns
+cp "$out/paper/report.md" "$out/report.md"  # the 8 top-level files (with decoy_report.md) are what a lent GPU returns
 
 stamp "decoy-mnist"
-mkdir -p "$out/decoy"
-esx sweep recipes/decoy_mnist --seeds 0 --vary data.params.seed=0-2 --out "$out/decoy" \
-  --set device=$device "${decoy[@]}" 2>&1 | tee "$out/decoy/sweep.log"
-esx report "$out/decoy" --metrics accuracy,accuracy_decoy_disagrees,worst_group_accuracy \
-  > /dev/null
+metrics=accuracy,accuracy_decoy_disagrees,worst_group_accuracy
+for rows in decoy_mnist decoy_mnist/cnn; do  # Ross et al.'s MLP, then CDEP's CNN
+  dir="$out/${rows//\//_}"
+  mkdir -p "$dir"
+  esx sweep "recipes/$rows" --seeds 0 --vary data.params.seed=0-2 --out "$dir" \
+    --set device=$device "${decoy[@]}" 2>&1 | tee "$dir/sweep.log"
+  esx report "$dir" --metrics $metrics > /dev/null
+done
 { echo '# esx RRR step against a plain PyTorch RRR step (benchmarks/decoy_step.py)'
-  for r in rrr_oracle cnn_rrr_oracle; do
+  for r in rrr_oracle cnn/rrr_oracle; do
     python benchmarks/decoy_step.py --recipe "recipes/decoy_mnist/$r.yaml" "${decoy_cost[@]}"
   done
-  echo; cat "$out/decoy/report.md"; } > "$out/decoy_report.md"
+  echo; cat "$out/decoy_mnist/report.md" "$out/decoy_mnist_cnn/report.md"; } > "$out/decoy_report.md"
 stamp "done"

@@ -26,9 +26,9 @@ def vote(masks: Tensor, valid: Tensor, threshold: float = 0.5) -> Tensor:
     Returns:
         ``(B, 1, H, W)`` float in {0, 1}; all zero for rows with no valid mask.
     """
-    v = valid.to(masks.dtype)[..., None, None]
     if masks.shape[1] == 1 and 0 < threshold <= 1:  # one annotator: the vote is its mask
-        return masks * v
+        return masks if bool(valid.all()) else masks * valid.to(masks.dtype)[..., None, None]
+    v = valid.to(masks.dtype)[..., None, None]
     n = v.sum(dim=1, keepdim=True)
     mean = (masks * v).sum(dim=1, keepdim=True) / n.clamp_min(1)
     # A tiny tolerance keeps 2/4 >= 0.5 true despite float rounding.

@@ -48,16 +48,28 @@ class StepModule(torch.nn.Module):
         if self.check:
             contracts.targets(agg, out, batch.masks, batch.annotated)
         if self.loss.uses_explanation:
-            rows = out.targets.supervised & self.info.explained(batch.label)
-            if rows.any():
-                terms["exp"] = self._explanation_loss(batch, features, logits, out.targets, rows)
+            rows = out.targets.supervised
+            if self.info.masks_for != "all":
+                rows = rows & self.info.explained(batch.label)
+            n = int(rows.sum())  # one sync: whether any row, or every row, is supervised
+            if n:
+                every = n == len(rows)
+                terms["exp"] = self._explanation_loss(
+                    batch, features, logits, out.targets, None if every else rows
+                )
         if out.loss is not None:
             terms["gen"] = out.loss.float()
         return terms, out.logs
 
     def _explanation_loss(
-        self, batch: Batch, features: Tensor, logits: Tensor, targets: Targets, rows: Tensor
+        self,
+        batch: Batch,
+        features: Tensor,
+        logits: Tensor,
+        targets: Targets,
+        rows: Tensor | None,
     ) -> Tensor:
+        """The explanation loss of the supervised ``rows`` (None: every row)."""
         ex = self.explainer
         maps = call(
             ex,
@@ -71,7 +83,7 @@ class StepModule(torch.nn.Module):
         )
         if self._judge:
             contracts.maps(ex, maps, len(batch))
-        if not bool(rows.all()):  # (every row, as on Decoy-MNIST: no copy)
+        if rows is not None:
             maps, targets = maps[rows], targets.select(rows)
         maps, targets = call(ex, ex.match, maps.float(), targets)
         value = call(self.loss, self.loss, maps, targets)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -91,8 +92,10 @@ class Trainer:
     def step(self, batch: Batch) -> dict[str, float]:
         """One optimiser step on ``batch``; returns the loss terms and the aggregator's logs."""
         t = self.recipe.train
-        self.model.train()
-        batch = replace(batch, image=self.rt.layout(batch.image))
+        if not all(m.training for m in self.model.modules()):  # evaluation set some to eval
+            self.model.train()
+        if self.rt.channels_last:
+            batch = replace(batch, image=self.rt.layout(batch.image))
         # Under fp16 the explainer scales its class score before autograd.grad and unscales
         # the gradients after (PyTorch's AMP recipe for losses on gradients). The loss
         # scaler's own scale (2^16 at first) would overflow fp16 at the seed itself, since
@@ -100,8 +103,10 @@ class Trainer:
         self.c.explainer.grad_scale = FP16_EXPLAIN_SCALE if self.scaler else 1.0
         with self.rt.autocast():
             terms, agg_logs = self.model(batch)
-        self.module.check = False  # the first batch's outputs kept every contract
-        bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
+        if self.module.check:
+            self.module.check = False  # the first batch's outputs kept every contract
+        values = torch.stack([v.detach().float() for v in terms.values()]).tolist()  # one sync
+        bad = [k for k, v in zip(terms, values, strict=True) if not math.isfinite(v)]
         if bad:
             raise NonFiniteLossError(
                 f"step {self.step_no}: loss term {bad[0]!r} is "
@@ -109,7 +114,10 @@ class Trainer:
                 "data for NaN pixels"
             )
         weights = {"pred": 1.0, "exp": t.lambda_exp, "gen": t.lambda_gen}
-        total = sum(weights[k] * v for k, v in terms.items())
+        scaled = [v if weights[k] == 1 else weights[k] * v for k, v in terms.items()]
+        total = scaled[0]
+        for v in scaled[1:]:
+            total = total + v
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(total).backward()
@@ -119,7 +127,7 @@ class Trainer:
             total.backward()
             self.opt.step()
         self.step_no += 1
-        return {**{k: float(v.detach()) for k, v in terms.items()}, **agg_logs}
+        return {**dict(zip(terms, values, strict=True)), **agg_logs}
 
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Train, choose the checkpoint on validation, evaluate on test, write the run folder.

@@ -58,7 +58,12 @@ class InputGradient(Explainer):
                 score = logp.gather(1, classes[:, None]).sum()
             else:
                 score = logp.sum()
+            scale = self.grad_scale
             (grad,) = torch.autograd.grad(
-                score * self.grad_scale, image, create_graph=create_graph, retain_graph=True
+                score * scale if scale != 1 else score,
+                image,
+                create_graph=create_graph,
+                retain_graph=True,
             )
-        return (grad.float() / self.grad_scale).pow(2).sum(1)
+        grad = grad.float() / scale if scale != 1 else grad.float()
+        return grad.pow(2).sum(1)
