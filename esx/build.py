@@ -15,6 +15,8 @@ from esx.recipe import DataSpec, Recipe
 
 #: the components whose weights a checkpoint holds, by state-dict prefix
 TRAINED = ("backbone", "aggregator", "loss")
+#: the state-dict key of a component's extra state (PyTorch's name for it)
+EXTRA = "_extra_state"
 
 
 @dataclass
@@ -45,19 +47,42 @@ class Components:
         return {name: getattr(self, name) for name in TRAINED}
 
     def state(self) -> dict[str, Tensor]:
-        """The trained weights of every component, prefixed by its family."""
-        return {
+        """The trained weights of every component, prefixed by its family, with each
+        component's extra state (``get_extra_state``; the explainers' too)."""
+        out = {
             f"{name}.{k}": v
             for name, mod in self.trained().items()
             for k, v in mod.state_dict().items()
         }
+        for name, ex in self.explainers().items():
+            extra = ex.get_extra_state()
+            if extra is not None:
+                out[f"{name}.{EXTRA}"] = extra
+        return out
 
     def load(self, state: dict[str, Tensor]) -> None:
+        """Load :meth:`state`. A checkpoint written before a component kept extra state
+        loads without it (the weights are what it holds)."""
         for name, mod in self.trained().items():
             prefix = f"{name}."
-            mod.load_state_dict(
-                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-            )
+            mine = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            missing, unexpected = mod.load_state_dict(mine, strict=False)
+            missing = [k for k in missing if not k.endswith(EXTRA)]
+            if missing or unexpected:
+                raise RuntimeError(
+                    f"the checkpoint does not fit the {name}: missing {missing[:3]}, "
+                    f"unexpected {unexpected[:3]}"
+                )
+        for name, ex in self.explainers().items():
+            if f"{name}.{EXTRA}" in state:
+                ex.set_extra_state(state[f"{name}.{EXTRA}"])
+
+    def explainers(self) -> dict[str, Explainer]:
+        """The training explainer and, when it is another one, the evaluation explainer."""
+        out = {"explainer": self.explainer}
+        if self.eval_explainer is not self.explainer:
+            out["eval_explainer"] = self.eval_explainer
+        return out
 
 
 def build(recipe: Recipe, device: torch.device) -> Components:

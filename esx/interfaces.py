@@ -118,6 +118,14 @@ class Component:
     def figures(self, out: Path, batch: Batch) -> None:
         """Optional figures, drawn for a few test images into the run folder ``out``."""
 
+    # State that a resumed run must get back. A component whose behaviour depends on more
+    # than its parameters and buffers (a random generator of its own, a running estimate,
+    # an optimiser of its own) returns that state from ``get_extra_state`` as one tensor
+    # and takes it back in ``set_extra_state`` -- PyTorch's own ``nn.Module`` contract,
+    # which esx extends to the explainers, which are not modules. esx saves it with the
+    # weights in ``last.safetensors`` and ``best.safetensors`` at the end of every epoch.
+    # ``esx.testing.check_resume`` checks that a component's runs resume exactly.
+
 
 class Backbone(nn.Module, Component):
     """An image classifier split at the layer an explainer reads.
@@ -190,6 +198,14 @@ class Explainer(Component):
 
     def __init__(self, params: Params, context: BuildContext) -> None:
         self.params = params
+
+    def get_extra_state(self) -> Tensor | None:
+        """The explainer's state that a resumed run needs, as one tensor (None: none; the
+        built-in explainers keep none). See :class:`Component`."""
+        return None
+
+    def set_extra_state(self, state: Tensor) -> None:
+        """Take back what :meth:`get_extra_state` returned."""
 
     def bind(self, backbone: Backbone) -> None:
         """Called once the backbone is built, before its first forward: an explainer that

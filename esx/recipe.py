@@ -153,6 +153,57 @@ SLOTS: dict[tuple[str, ...], str] = {
 }
 
 
+#: a recipe's YAML, its aliases expanded, may hold at most this many nodes and nest at most
+#: this deep (a real recipe holds a few hundred nodes, five deep); a file past either is
+#: refused before anything is expanded, so a "billion laughs" costs no time or memory
+MAX_NODES, MAX_DEPTH = 20_000, 40
+
+
+def _check_size(root: yaml.Node | None, source: str) -> None:
+    """Refuse a node tree whose expansion would exceed :data:`MAX_NODES` or
+    :data:`MAX_DEPTH`, counting each alias's node once per use without expanding it."""
+    sizes: dict[int, int] = {}
+    busy: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise RecipeError(
+                [
+                    f"{source}: nested more than {MAX_DEPTH} levels deep; a recipe is a few "
+                    "levels of keys"
+                ],
+                source,
+            )
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in busy:
+            raise RecipeError([f"{source}: an alias refers to itself (&anchor inside it)"], source)
+        busy.add(id(node))
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_NODES:
+                raise RecipeError(
+                    [
+                        f"{source}: its aliases expand to more than {MAX_NODES:,} values; a recipe "
+                        "holds a few hundred (is it a recipe? YAML anchors that repeat anchors "
+                        "grow exponentially)"
+                    ],
+                    source,
+                )
+        busy.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    if root is not None:
+        size(root, 0)
+
+
 def _line_map(text: str) -> dict[tuple[Any, ...], int]:
     """Key path → 1-based line, from the YAML node tree."""
     lines: dict[tuple[Any, ...], int] = {}
@@ -246,6 +297,7 @@ def _read(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[tup
             [f"{path} is not a text file (not UTF-8); a recipe is a YAML text file"], source
         ) from None
     try:
+        _check_size(yaml.compose(text, Loader=yaml.SafeLoader), source)  # before expanding
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -164,3 +164,52 @@ def test_output_path_is_a_file(tmp_path):
     res, _ = run(tmp_path, recipe(tmp_path, root), out=blocker / "run")
     assert res.exit_code == 2 and "cannot write to run folder" in res.output
     assert "Traceback" not in res.output
+
+
+def test_a_yaml_bomb_is_refused_at_once_with_memory_flat(tmp_path, registry):
+    """Nine levels of nine-fold aliases would expand to 9**9 values: refused from the node
+    tree, before anything is expanded, in well under a second."""
+    import time
+    import tracemalloc
+
+    from esx.errors import RecipeError
+    from esx.recipe import load_recipe
+
+    lines, prev = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'], "a"
+    for c in "bcdefghi":
+        lines.append(f"{c}: &{c} [" + ",".join([f"*{prev}"] * 9) + "]")
+        prev = c
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(RecipeError, match="aliases expand to more than 20,000 values"):
+        load_recipe(bomb, registry)
+    took = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert took < 1.0 and peak < 20 * 2**20, (took, peak)
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("a: &a [1, *a]\n")
+    with pytest.raises(RecipeError, match="refers to itself"):
+        load_recipe(loop, registry)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 60 + "]" * 60 + "\n")
+    with pytest.raises(RecipeError, match="nested more than 40 levels"):
+        load_recipe(deep, registry)
+
+
+def test_anchors_within_bounds_still_work(tmp_path, registry):
+    from esx.recipe import load_recipe
+
+    recipe = tmp_path / "anchored.yaml"
+    recipe.write_text(
+        "version: 1\n"
+        "data: {name: phantom, params: {design: paper, image_size: 32}}\n"
+        "backbone: {name: timm, params: {arch: test_resnet}}\n"
+        "explainer: &ex {name: gradcam}\n"
+        "aggregator: {name: consensus}\n"
+        "loss: {name: gradia}\n"
+        "eval: {explainer: *ex}\n"
+    )
+    assert load_recipe(recipe, registry).eval.explainer.name == "gradcam"

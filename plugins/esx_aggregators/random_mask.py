@@ -2,7 +2,10 @@
 
 The draw comes from the aggregator's own generator, seeded from the recipe's
 seed, so runs repeat exactly; it is independent of the global RNG so adding
-this aggregator does not change the data order or the initialisation.
+this aggregator does not change the data order or the initialisation. Its
+state is the aggregator's extra state (``get_extra_state``), saved with the
+weights in every checkpoint, so a resumed run draws what an uninterrupted one
+draws.
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ class RandomMask(Aggregator):
     def __init__(self, params: Params, context: BuildContext) -> None:
         super().__init__(params, context)
         self.generator = torch.Generator().manual_seed(context.seed + 7919)
+
+    def get_extra_state(self) -> torch.Tensor:
+        """The generator's state: a resumed run draws what the uninterrupted one drew."""
+        return self.generator.get_state()
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
 
     def forward(self, batch: Batch) -> AggregatorOutput:
         b, u = batch.mask_valid.shape
