@@ -59,7 +59,9 @@ def restore(
             f"cannot resume: {path} does not exist (no epoch had finished); "
             "start the run again without --resume"
         )
-    tensors, meta = outputs.load_state_with_meta(path)
+    tensors, meta = outputs.load_state_with_meta(
+        path, f"delete it and start the run again (esx run RECIPE --out {folder} --overwrite)"
+    )
     loop = json.loads(meta["esx"])
     sd = opt.state_dict()
     sd["state"] = {}

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
+from esx import inputs
 from esx.errors import DiskFullError, EsxError
 
 
@@ -102,14 +102,17 @@ def save_state(
     _atomic(path, lambda f: f.write(save(flat, metadata=metadata)))
 
 
-def load_state(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path))
+def load_state(path: Path, fix: str = "") -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors (:func:`esx.inputs.load_state`: a truncated file is an error
+    naming it, with ``fix`` appended)."""
+    return inputs.load_state(path, fix)[0]
 
 
-def load_state_with_meta(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and the string metadata of a safetensors file."""
-    with safe_open(str(path), framework="pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+def load_state_with_meta(
+    path: Path, fix: str = ""
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and the string metadata of a safetensors file (:func:`esx.inputs.load_state`)."""
+    return inputs.load_state(path, fix)
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> Path:

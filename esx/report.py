@@ -12,7 +12,6 @@ know which component wrote a table.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 import statistics
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from esx import outputs, stats
+from esx import inputs, outputs, stats
 from esx.errors import EsxError
 from esx.types import Table
 
@@ -68,7 +67,8 @@ def collect(root: Path) -> list[Row]:
         row = rows.setdefault(key, Row(key, _label(recipe, key), recipe.get("group") or ""))
         row.reference |= bool(recipe.get("reference"))
         row.epochs.add(int(recipe.get("train", {}).get("epochs", 0)))
-        run = json.loads(metrics_path.read_text())
+        fix = "rerun that run, or move its folder out of the report's"
+        run = inputs.read_json(metrics_path, fix)
         _declared_lower(run, metrics_path)  # a malformed declaration stops here, naming the file
         row.runs.append(run)
         row.folders.append(folder)

@@ -286,7 +286,8 @@ class Trainer:
 
     def _test_chosen(self, progress: Any) -> dict[str, Any]:
         """Predictions and explanation metrics of the chosen checkpoint on the test split."""
-        self.c.load(outputs.load_state(self.out / "best.safetensors"))
+        fix = f"rerun the run (esx run RECIPE --out {self.out} --overwrite)"
+        self.c.load(outputs.load_state(self.out / "best.safetensors", fix))
         e = self.recipe.eval
         return evaluation.predict(
             self.c,

@@ -127,6 +127,9 @@ def test_running_elsewhere_reads_the_claim(tmp_path):
     opts = executors.ExecutorOptions()
     assert not executors.running_elsewhere(folder, opts)  # no claim
     proc = subprocess.Popen(["sleep", "30", str(folder)])
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    while str(folder).encode() not in cmdline.read_bytes():  # until it has exec'd
+        time.sleep(0.01)
     try:
         claim = {"host": os.uname().nodename, "pid": proc.pid, "job": ""}
         (folder / executors.CLAIM).write_text(json.dumps(claim))

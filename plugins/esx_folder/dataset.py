@@ -21,7 +21,6 @@ included.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from pydantic import Field
 
 from esx.data import SAFE_ID, SAFE_ID_RULE, Sample, validate_sample
 from esx.errors import DataError, DataMissingError
+from esx.inputs import read_csv
 from esx.interfaces import BuildContext, DataInfo, Dataset, Params
 
 SUFFIXES = (".png", ".npy")
@@ -166,8 +166,7 @@ class FolderDataset(Dataset):
 
     def _rows(self) -> list[dict[str, str]]:
         path = self.root / "samples.csv"
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        rows = read_csv(path)
         missing = {"id", "label", "split"} - set(rows[0] if rows else {})
         if missing:
             raise DataError(

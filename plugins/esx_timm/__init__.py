@@ -70,7 +70,15 @@ class TimmBackbone(Backbone):
             kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
         try:
             self.model = timm.create_model(params.arch, **kwargs)
-        except (RuntimeError, TypeError, ValueError) as exc:
+        except Exception as exc:
+            if params.weights is not None:  # a truncated, foreign or mismatched weights file
+                raise DataError(
+                    f"backbone.params.weights: {path} could not be loaded into {params.arch!r} "
+                    f"({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); give a "
+                    "complete weights file of this architecture, or set weights: null"
+                ) from exc
+            if not isinstance(exc, RuntimeError | TypeError | ValueError):
+                raise
             raise EsxError(f"backbone {params.arch!r} could not be built: {exc}") from exc
         self.nhwc = getattr(self.model, "output_fmt", "NCHW") == "NHWC"
 

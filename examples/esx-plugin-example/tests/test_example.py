@@ -1,5 +1,8 @@
 """The example plugin's own tests, written with esx.testing."""
 
+from pathlib import Path
+
+import yaml
 from esx_plugin_example import SoftVote, SquaredError
 
 from esx.testing import check_aggregator, check_loss, check_resume, context, tiny_batch
@@ -23,7 +26,10 @@ def test_soft_vote_reports_a_table():
 
 
 def test_soft_vote_resumes_exactly(tmp_path):
-    """Stateless, so its checkpoint needs nothing beyond its parameters; the check would
-    catch a generator of its own left out of get_extra_state. The plugin must be
-    installed (pip install -e .) for its name to resolve."""
-    check_resume(tmp_path, {"aggregator": {"name": "soft_vote"}})
+    """The plugin's own recipe, interrupted after its first epoch and resumed, ends like an
+    uninterrupted run. Its components are stateless, so their checkpoint needs nothing
+    beyond their parameters; the check would catch a generator of their own left out of
+    get_extra_state. The plugin must be installed (pip install -e .) for its names to
+    resolve."""
+    recipe = yaml.safe_load((Path(__file__).parents[1] / "recipe.yaml").read_text())
+    check_resume(tmp_path, recipe)
