@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -85,8 +85,14 @@ class Components:
         return out
 
 
-def build(recipe: Recipe, device: torch.device) -> Components:
-    """Instantiate every component of a resolved recipe."""
+def build(
+    recipe: Recipe,
+    device: torch.device,
+    announce: Callable[[str, str], None] | None = None,
+) -> Components:
+    """Instantiate every component of a resolved recipe. When the recipe's data is missing
+    and it names a fallback, ``announce(reason, fallback name)`` is called before the
+    fallback is built."""
     data = recipe.data
     fallback = None
     try:
@@ -95,6 +101,8 @@ def build(recipe: Recipe, device: torch.device) -> Components:
         if data.fallback is None:
             raise
         fb = data.fallback
+        if announce is not None:
+            announce(str(err), fb.name)
         data = DataSpec(name=fb.name)  # what ran, with no fallback of its own
         data.resolve(fb.cls, fb.params)
         dataset = data.build(BuildContext(seed=recipe.seed, device=device))

@@ -78,6 +78,30 @@ def _fail(err: BaseException, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+#: recipe keys a resume may change (``esx run --resume RUN --set KEY=VALUE``): where and how
+#: the run computes, not what it computes
+RESUMABLE_KEYS = (
+    "device",
+    "train.num_workers",
+    "train.eval_batch_size",
+    "train.keep_last_checkpoint",
+    "eval.overlays",
+)
+
+
+def resume_overrides(sets: list[str]) -> list[str]:
+    """The ``--set`` items of a resume; one that would change the experiment is refused."""
+    for item in sets:
+        key = item.split("=", 1)[0].strip()
+        if key not in RESUMABLE_KEYS:
+            raise EsxError(
+                f"--resume --set {item}: a resume continues the same experiment, so it may "
+                f"change only {', '.join(RESUMABLE_KEYS)}; to change {key}, start again: "
+                "esx run RECIPE --out RUN --overwrite --set ..."
+            )
+    return sets
+
+
 @app.command()
 def run(
     recipe: Annotated[Path | None, typer.Argument(help="recipe YAML file")] = None,
@@ -105,10 +129,18 @@ def run(
     try:
         reg = registry()
         if resume is not None:
-            if recipe is not None or set_ or out is not None:
+            if recipe is not None or out is not None:
                 raise EsxError("--resume takes the run folder only: its recipe.yaml is reused")
+            if (resume / "metrics.json").is_file():
+                console.print(
+                    f"{resume} is finished (it has metrics.json): nothing to resume, nothing "
+                    f"changed. To run it again: esx run {resume / 'recipe.yaml'} --out "
+                    f"{resume} --overwrite; to measure its explanations again: esx evaluate "
+                    f"{resume}"
+                )
+                return
             out, recipe = resume, resume / "recipe.yaml"
-            r = load_recipe(recipe, reg)
+            r = load_recipe(recipe, reg, resume_overrides(set_ or []))
             rt = Runtime.setup(r.device, r.train.precision, r.train.channels_last)
         elif recipe is None:
             raise EsxError("give a recipe (esx run RECIPE) or a run folder (esx run --resume DIR)")

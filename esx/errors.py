@@ -75,6 +75,6 @@ class DiskFullError(EsxError):
             "again: what had finished is kept (a sweep skips finished runs; "
             "esx run --resume continues from the last finished epoch). A finished run "
             "needs only best.safetensors: last.safetensors (~135 MB for a ResNet18) only "
-            "resumes an unfinished run, and train.keep_last_checkpoint: false removes it "
-            "when a run ends"
+            "resumes an unfinished run and is removed when a run ends (unless "
+            "train.keep_last_checkpoint: true), so a finished run's copy can go"
         )

@@ -90,9 +90,10 @@ class TrainSpec(_Strict):
         "scaler on GPUs, fp32 on CPUs",
     )
     keep_last_checkpoint: bool = Field(
-        True,
+        False,
         description="keep last.safetensors (model, optimiser, RNGs; ~135 MB for a "
-        "ResNet18) once the run has finished; it is only needed to resume an unfinished run",
+        "ResNet18) once the run has finished (default: deleted; it only resumes an "
+        "unfinished run, and best.safetensors holds the chosen weights)",
     )
     channels_last: bool | None = Field(
         None, description="channels-last memory format; null: on CUDA only, where it helps"

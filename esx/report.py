@@ -12,6 +12,7 @@ know which component wrote a table.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 import statistics
@@ -24,6 +25,7 @@ import yaml
 
 from esx import inputs, outputs, stats
 from esx.errors import EsxError
+from esx.runlog import read_status
 from esx.types import Table
 
 CLASSIFICATION = ("accuracy", "auc", "precision", "recall", "f1")
@@ -75,6 +77,30 @@ def collect(root: Path) -> list[Row]:
     if not rows:
         raise EsxError(f"no runs (metrics.json files) under {root}; run `esx sweep` first")
     return sorted(rows.values(), key=lambda r: (r.group, r.key))
+
+
+def unfinished(root: Path) -> list[dict[str, Any]]:
+    """The run folders under ``root`` without metrics.json that say why (status.json): each
+    with its status (:func:`esx.runlog.read_status`: a run whose process is gone reads as
+    interrupted), where it stopped and its error."""
+    out = []
+    for status in sorted(root.rglob("status.json")):
+        folder = status.parent
+        if (folder / "metrics.json").is_file():
+            continue
+        try:
+            st = json.loads(status.read_text())
+        except (OSError, ValueError):
+            st = {}
+        out.append(
+            {
+                "run": str(folder.relative_to(root)),
+                "status": read_status(folder),
+                "where": st.get("where", ""),
+                "error": " ".join(str(st.get("error", "")).split())[:200],
+            }
+        )
+    return out
 
 
 def _declared_lower(run: dict[str, Any], path: Path) -> set[str]:
@@ -562,6 +588,13 @@ def report(
     )
     explained, grouped = explanation_table(rows), group_table(rows)
     md = markdown(t1, extra, note, compared, runs, metrics, explained, grouped)
+    left = unfinished(root)
+    if left:
+        md += "\n## Runs not finished (left out of every table)\n\n"
+        md += "| run | status | where | error |\n| --- | --- | --- | --- |\n"
+        md += "".join(
+            f"| {u['run']} | {u['status']} | {u['where']} | {u['error']} |\n" for u in left
+        )
     outputs.write_text(root / "report.md", md)
     _csv(root / "table1.csv", t1)
     _csv(root / "explanations.csv", explained)
@@ -584,6 +617,7 @@ def report(
             "classification": t1,
             "explanations": explained,
             "groups": grouped,
+            "unfinished": left,
             "comparisons": compared,
             "runs": runs,
             "tables": {t: recs for t, (_, recs) in extra.items()},

@@ -36,6 +36,7 @@ from esx import executors
 from esx.errors import DiskFullError, EsxError, RecipeError
 from esx.plugins import Registry
 from esx.recipe import Recipe, dump_recipe, load_recipe
+from esx.runlog import read_status
 
 
 @dataclass
@@ -141,6 +142,7 @@ def experiment_key(recipe: Recipe) -> str:
     data = yaml.safe_load(dump_recipe(recipe))
     for key in ("label", "group", "reference"):  # report labels, not what the run computes
         data.pop(key, None)
+    data.get("train", {}).pop("keep_last_checkpoint", None)  # what it keeps, not computes
     return json.dumps(data, sort_keys=True)
 
 
@@ -310,7 +312,7 @@ def disk_warning(pending: int, finished: list[Path], out: Path) -> str | None:
         f"the {pending} runs to do will write about {human_size(pending * per_run)} "
         f"({human_size(per_run)} each, the median finished run under {out}) and the disk "
         f"has {human_size(free)} free; a run that finds it full stops the sweep. Free "
-        "space, or set train.keep_last_checkpoint: false (last.safetensors only resumes "
+        "space, or leave train.keep_last_checkpoint false (last.safetensors only resumes "
         "an unfinished run)"
     )
 
@@ -388,6 +390,12 @@ def run_sweep(
         for line in skipped:
             progress.console.print(line)
         started = {job.folder: (job.folder / "last.safetensors").is_file() for job in todo}
+        for job in todo:
+            if started[job.folder]:
+                progress.console.print(
+                    f"resume {job.recipe_path.stem} {job.folder.name}: "
+                    f"{read_status(job.folder)} after its last finished epoch"
+                )
         queued: list[Path] = []
         if where.executor != "local":
             task_desc = f"sweep, {where.executor}"

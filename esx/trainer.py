@@ -63,7 +63,8 @@ class Trainer:
         self.console = console or Console(quiet=True)
         self.rt = runtime or Runtime.setup(recipe.device, t.precision, t.channels_last)
         seed_everything(recipe.seed)
-        self.c = build(recipe, self.rt.device)
+        self.announced = False
+        self.c = build(recipe, self.rt.device, self._data_not_found)
         # The run folder records what actually ran, so a resume rebuilds the same data.
         self.recipe = recipe.model_copy(update={"data": self.c.data})
         trained = [
@@ -88,6 +89,12 @@ class Trainer:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.module, find_unused_parameters=True
             )
+
+    def _data_not_found(self, reason: str, instead: str) -> None:
+        """Say why the fallback data is being built, before building it."""
+        if self.rt.world.main:
+            runlog.data_not_found(self.console, reason, instead)
+            self.announced = True
 
     def step(self, batch: Batch) -> dict[str, float]:
         """One optimiser step on ``batch``; returns the loss terms and the aggregator's logs."""
@@ -198,8 +205,12 @@ class Trainer:
         if not isinstance(exc, ComponentError | ContractError | DiskFullError):
             return exc
         return RunFailed(
-            f"{exc}\n  at {where}; the traceback is in {self.out / 'run.log'}. "
-            f"After fixing it, continue with: esx run --resume {self.out}"
+            f"{exc}\n  at {where}; the traceback is in {self.out / 'run.log'}. If the cause "
+            f"is in a plugin's code, fix it and continue with: esx run --resume {self.out}. "
+            f"If it is a recipe value, fix it and start again: esx run RECIPE --out {self.out} "
+            "--overwrite (a resume keeps the run's recipe; only device, train.num_workers, "
+            "train.eval_batch_size, train.keep_last_checkpoint and eval.overlays may change, "
+            "with --set)"
         )
 
     def _start(self, resume: bool) -> None:
@@ -210,7 +221,7 @@ class Trainer:
             if not resume:
                 outputs.write_text(self.out / "recipe.yaml", dump_recipe(self.recipe))
             runlog.start_log(self.out, append=resume)
-            runlog.banners(self.console, info, self.c.fallback)
+            runlog.banners(self.console, info, self.c.fallback, self.announced)
         log.info(
             "esx %s, device %s, data %s %s, precision %s, processes %d",
             *(__version__, self.rt.device, info.name, info.splits),

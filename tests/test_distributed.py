@@ -31,7 +31,13 @@ RECIPE = {
     "explainer": {"name": "gradcam"},
     "aggregator": {"name": "consensus"},
     "loss": {"name": "gradia"},
-    "train": {"epochs": 2, "batch_size": 4, "lambda_exp": 1.0, "precision": "fp32"},
+    "train": {
+        "epochs": 2,
+        "batch_size": 4,
+        "lambda_exp": 1.0,
+        "precision": "fp32",
+        "keep_last_checkpoint": True,  # the test reads the last epoch's weights
+    },
     "eval": {"overlays": 0},
 }
 

@@ -126,9 +126,12 @@ def test_running_elsewhere_reads_the_claim(tmp_path):
     folder.mkdir()
     opts = executors.ExecutorOptions()
     assert not executors.running_elsewhere(folder, opts)  # no claim
-    proc = subprocess.Popen(["sleep", "30", str(folder)])
+    # a process whose command line names the run folder, as an `esx run` does
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(folder)])
     cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    deadline = time.time() + 30
     while str(folder).encode() not in cmdline.read_bytes():  # until it has exec'd
+        assert proc.poll() is None and time.time() < deadline, "the stand-in process ended"
         time.sleep(0.01)
     try:
         claim = {"host": os.uname().nodename, "pid": proc.pid, "job": ""}

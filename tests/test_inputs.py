@@ -35,7 +35,7 @@ def test_non_utf8_samples_csv_is_one_message(tmp_path, tiny_recipe):
 def test_a_truncated_checkpoint_on_resume_is_one_message(tmp_path, tiny_recipe):
     import yaml
 
-    tiny_recipe["train"]["epochs"] = 2
+    tiny_recipe["train"].update(epochs=2, keep_last_checkpoint=True)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe))
     run = tmp_path / "run"

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -137,3 +138,57 @@ def test_a_full_disk_stops_the_run_in_one_message_and_resume_finishes_it(
     assert res.exit_code == 0, res.output
     history = (out / "history.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3"]
+
+
+def test_resume_of_a_finished_run_says_so_and_changes_nothing(tmp_path, tiny_recipe):
+    recipe = _recipe(tmp_path, tiny_recipe)
+    run = tmp_path / "run"
+    assert (
+        CliRunner().invoke(app, ["run", str(recipe), "--out", str(run), "--quiet"]).exit_code == 0
+    )
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    res = CliRunner().invoke(app, ["run", "--resume", str(run)], env={"COLUMNS": "300"})
+    assert res.exit_code == 0 and "is finished" in res.output and "nothing changed" in res.output
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    assert not (run / "last.safetensors").exists()  # a finished run keeps best only
+
+
+def test_resume_takes_only_keys_that_do_not_change_the_experiment(tmp_path, tiny_recipe):
+    from esx.cli import resume_overrides
+    from esx.errors import EsxError
+
+    assert resume_overrides(["train.num_workers=0", "eval.overlays=0"]) == [
+        "train.num_workers=0",
+        "eval.overlays=0",
+    ]
+    with pytest.raises(EsxError, match="start again: esx run RECIPE --out RUN --overwrite"):
+        resume_overrides(["train.lr=0.1"])
+    res = CliRunner().invoke(app, ["run", "--resume", str(tmp_path), "--set", "train.epochs=9"])
+    assert res.exit_code == 2 and "may change only device" in " ".join(res.output.split())
+
+
+def test_a_stale_running_status_reads_as_interrupted(tmp_path):
+    import socket
+
+    from esx.report import unfinished
+    from esx.runlog import read_status
+
+    run = tmp_path / "grid" / "row" / "seed0"
+    run.mkdir(parents=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    status = {"status": "running", "host": socket.gethostname(), "pid": gone.pid}
+    (run / "status.json").write_text(json.dumps(status))
+    assert read_status(run) == "interrupted"
+    status["pid"] = os.getpid()  # alive: still running
+    (run / "status.json").write_text(json.dumps(status))
+    assert read_status(run) == "running"
+    failed = tmp_path / "grid" / "row" / "seed1"
+    failed.mkdir()
+    (failed / "status.json").write_text(
+        json.dumps({"status": "failed", "where": "epoch 2, step 7", "error": "boom"})
+    )
+    assert unfinished(tmp_path / "grid") == [
+        {"run": "row/seed0", "status": "running", "where": "", "error": ""},
+        {"run": "row/seed1", "status": "failed", "where": "epoch 2, step 7", "error": "boom"},
+    ]

@@ -396,7 +396,7 @@ def test_a_sweep_warns_before_it_outgrows_the_disk(tmp_path, monkeypatch):
     assert sweep.disk_warning(10, runs, tmp_path) is None  # 10 runs of 2002 B fit exactly
     text = sweep.disk_warning(11, runs, tmp_path)
     assert text and "the 11 runs to do will write about 21.5 KB (2.0 KB each" in text
-    assert "19.6 KB free" in text and "train.keep_last_checkpoint: false" in text
+    assert "19.6 KB free" in text and "train.keep_last_checkpoint false" in text
     assert sweep.disk_warning(11, [], tmp_path) is None
     assert sweep.disk_warning(0, runs, tmp_path) is None
     assert [human_size(n) for n in (512, 4.4 * 2**20, 52 * 2**30)] == [

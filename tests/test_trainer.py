@@ -216,3 +216,17 @@ def test_a_prepare_loader_shows_its_bar_from_the_first_batch_read():
     assert progress.tasks[0].completed == 3
     counted.close()
     assert not progress.tasks
+
+
+def test_an_aggregator_reports_its_preparation_with_a_total():
+    """MAGI's pre-training counts its steps against their total (not batches without one)."""
+    from rich.console import Console
+
+    from esx import runlog
+
+    with runlog.progress(Console(quiet=True)) as progress:
+        counted = runlog.Counted(torch.utils.data.DataLoader(list(range(6))), progress, "prep")
+        for i, _ in enumerate(counted, 1):
+            counted.report(i, 300)
+        (task,) = progress.tasks
+        assert (task.completed, task.total) == (6, 300) and "steps" in task.description

@@ -138,9 +138,12 @@ class Magi(Aggregator):
         ]
 
     def prepare(self, loader: Any, device: torch.device) -> None:
-        """``pretrain_steps`` steps of :meth:`pretrain` before the classifier's first step."""
-        for _ in self.pretrain(loader, device, self.params.pretrain_steps):
-            pass
+        """``pretrain_steps`` steps of :meth:`pretrain` before the classifier's first step;
+        a loader that shows progress (``report``, as the trainer's does) counts the steps."""
+        report = getattr(loader, "report", None)
+        for done in self.pretrain(loader, device, self.params.pretrain_steps):
+            if report is not None:
+                report(done, self.params.pretrain_steps)
 
     def pretrain(self, loader: Any, device: torch.device, steps: int) -> Iterator[int]:
         """Adam steps of L_gen alone on the annotated batches of ``loader`` (the generator

@@ -229,7 +229,7 @@ def test_the_trainer_prepares_a_fresh_run_once_and_not_a_resumed_one(
         "name": "magi",
         "params": {"gen_size": 16, "width": 4, "pretrain_steps": 2},
     }
-    tiny_recipe["train"]["epochs"] = 1
+    tiny_recipe["train"].update(epochs=1, keep_last_checkpoint=True)  # to resume from it
     recipe = validate_recipe(tiny_recipe, registry)
     Trainer(recipe, tmp_path).run()
     assert sizes == [tiny_recipe["data"]["params"]["n_train"]]

@@ -329,6 +329,11 @@ def test_missing_data_falls_back_loudly(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "DATA NOT FOUND" in res.output and "no samples.csv in data/lidc" in res.output
     assert "SYNTHETIC" in res.output
+    # said once, as the fallback starts to be built (which can take a minute), not after
+    assert res.output.count("DATA NOT FOUND") == 1
+    assert "Building the recipe's data.fallback instead: lidc_readers" in res.output
+    assert res.output.index("DATA NOT FOUND") < res.output.index("SYNTHETIC")
+    assert "DATA NOT FOUND" in (run / "run.log").read_text()
     data = json.loads((run / "metrics.json").read_text())["data"]
     assert data["synthetic"] is True and data["fallback_from"]["wanted"] == "folder"
     assert "name: lidc_readers" in (run / "recipe.yaml").read_text()  # what ran, for --resume
