@@ -46,6 +46,14 @@ def explainers(c: Components) -> dict[str, Any]:
     return out
 
 
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """What ``predictions.csv`` records: the positive class's probability ``(B,)`` of a
+    binary task (a sigmoid for a single logit), every class's ``(B, K)`` for K > 2."""
+    if logits.shape[1] == 2:
+        return logits.softmax(1)[:, 1]
+    return logits[:, 0].sigmoid() if logits.shape[1] == 1 else logits.softmax(1)
+
+
 @torch.no_grad()
 def predict(
     c: Components,
@@ -73,12 +81,8 @@ def predict(
         with rt.autocast():
             logits = c.backbone(rt.layout(batch.image)).float()
         losses.append(F.cross_entropy(logits, batch.label, reduction="sum").item())
-        if logits.shape[1] == 2:  # binary: the positive class's probability
-            p = logits.softmax(1)[:, 1]
-        else:  # one logit: a sigmoid; more classes: every class's probability
-            p = logits[:, 0].sigmoid() if logits.shape[1] == 1 else logits.softmax(1)
         pred = logits.argmax(1)
-        probs.append(p.cpu()), labels.append(batch.label.cpu())
+        probs.append(probabilities(logits).cpu()), labels.append(batch.label.cpu())
         preds.append(pred.cpu()), idx.append(batch.index.cpu())
         if threshold is not None and batch.truth is not None:
             rows = c.dataset.info.explained(batch.label) & (batch.truth.flatten(1).amax(1) > 0)

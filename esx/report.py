@@ -103,6 +103,17 @@ def unfinished(root: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _unfinished_md(left: list[dict[str, Any]]) -> str:
+    """The report's section on the runs that did not finish (empty when all did)."""
+    if not left:
+        return ""
+    rows = "".join(f"| {u['run']} | {u['status']} | {u['where']} | {u['error']} |\n" for u in left)
+    return (
+        "\n## Runs not finished (left out of every table)\n\n"
+        "| run | status | where | error |\n| --- | --- | --- | --- |\n" + rows
+    )
+
+
 def _declared_lower(run: dict[str, Any], path: Path) -> set[str]:
     """The metrics a run's ``metrics.json`` declares lower-is-better: whoever writes a
     metric says which way it reads, so that the core need not know it."""
@@ -589,12 +600,7 @@ def report(
     explained, grouped = explanation_table(rows), group_table(rows)
     md = markdown(t1, extra, note, compared, runs, metrics, explained, grouped)
     left = unfinished(root)
-    if left:
-        md += "\n## Runs not finished (left out of every table)\n\n"
-        md += "| run | status | where | error |\n| --- | --- | --- | --- |\n"
-        md += "".join(
-            f"| {u['run']} | {u['status']} | {u['where']} | {u['error']} |\n" for u in left
-        )
+    md += _unfinished_md(left)
     outputs.write_text(root / "report.md", md)
     _csv(root / "table1.csv", t1)
     _csv(root / "explanations.csv", explained)
