@@ -80,3 +80,36 @@ def restore(
     np.random.set_state((npst[0], np.array(npst[1], dtype=np.uint32), *npst[2:]))
     model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     return model, loop
+
+
+#: recipe keys a resume may change (``esx run --resume RUN --set KEY=VALUE``): where and how
+#: the run computes, not what it computes
+RESUMABLE_KEYS = (
+    "device",
+    "train.num_workers",
+    "train.eval_batch_size",
+    "train.keep_last_checkpoint",
+    "eval.overlays",
+)
+
+
+def resume_overrides(sets: list[str]) -> list[str]:
+    """The ``--set`` items of a resume; one that would change the experiment is refused."""
+    for item in sets:
+        key = item.split("=", 1)[0].strip()
+        if key not in RESUMABLE_KEYS:
+            raise EsxError(
+                f"--resume --set {item}: a resume continues the same experiment, so it may "
+                f"change only {', '.join(RESUMABLE_KEYS)}; to change {key}, start again: "
+                "esx run RECIPE --out RUN --overwrite --set ..."
+            )
+    return sets
+
+
+def finished_note(folder: Path) -> str:
+    """What ``esx run --resume`` says of a finished run, which it leaves as it is."""
+    return (
+        f"{folder} is finished (it has metrics.json): nothing to resume, nothing changed. "
+        f"To run it again: esx run {folder / 'recipe.yaml'} --out {folder} --overwrite; to "
+        f"measure its explanations again: esx evaluate {folder}"
+    )

@@ -78,30 +78,6 @@ def _fail(err: BaseException, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-#: recipe keys a resume may change (``esx run --resume RUN --set KEY=VALUE``): where and how
-#: the run computes, not what it computes
-RESUMABLE_KEYS = (
-    "device",
-    "train.num_workers",
-    "train.eval_batch_size",
-    "train.keep_last_checkpoint",
-    "eval.overlays",
-)
-
-
-def resume_overrides(sets: list[str]) -> list[str]:
-    """The ``--set`` items of a resume; one that would change the experiment is refused."""
-    for item in sets:
-        key = item.split("=", 1)[0].strip()
-        if key not in RESUMABLE_KEYS:
-            raise EsxError(
-                f"--resume --set {item}: a resume continues the same experiment, so it may "
-                f"change only {', '.join(RESUMABLE_KEYS)}; to change {key}, start again: "
-                "esx run RECIPE --out RUN --overwrite --set ..."
-            )
-    return sets
-
-
 @app.command()
 def run(
     recipe: Annotated[Path | None, typer.Argument(help="recipe YAML file")] = None,
@@ -116,6 +92,7 @@ def run(
     quiet: Annotated[bool, typer.Option(help="no progress bars or tables")] = False,
 ) -> None:
     """Train and evaluate one recipe; write metrics, predictions, checkpoint and figures."""
+    from esx import checkpoint
     from esx import distributed as dist
     from esx.outputs import prepare_run_dir
     from esx.plugins import registry
@@ -132,15 +109,10 @@ def run(
             if recipe is not None or out is not None:
                 raise EsxError("--resume takes the run folder only: its recipe.yaml is reused")
             if (resume / "metrics.json").is_file():
-                console.print(
-                    f"{resume} is finished (it has metrics.json): nothing to resume, nothing "
-                    f"changed. To run it again: esx run {resume / 'recipe.yaml'} --out "
-                    f"{resume} --overwrite; to measure its explanations again: esx evaluate "
-                    f"{resume}"
-                )
+                console.print(checkpoint.finished_note(resume))
                 return
             out, recipe = resume, resume / "recipe.yaml"
-            r = load_recipe(recipe, reg, resume_overrides(set_ or []))
+            r = load_recipe(recipe, reg, checkpoint.resume_overrides(set_ or []))
             rt = Runtime.setup(r.device, r.train.precision, r.train.channels_last)
         elif recipe is None:
             raise EsxError("give a recipe (esx run RECIPE) or a run folder (esx run --resume DIR)")
@@ -327,17 +299,15 @@ def sweep(
 ) -> None:
     """Run every recipe for every seed (and varied key); finished runs are skipped,
     interrupted ones resumed, a failed run is reported at the end while the others go on."""
-    from esx.executors import EXECUTORS, load_options
+    from esx.executors import where_from
     from esx.plugins import registry
-    from esx.sweep import Where, parse_vary, run_sweep
+    from esx.sweep import parse_vary, run_sweep
 
     console = Console(soft_wrap=True)
+    flags = {"partition": partition, "account": account, "time": time_min, "cpus": cpus}
+    flags |= {"gpus": gpus, "mem_gb": mem_gb, "ray_address": ray_address}
     try:
-        if executor not in EXECUTORS:
-            raise EsxError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
-        flags = {"partition": partition, "account": account, "time": time_min, "cpus": cpus}
-        flags |= {"gpus": gpus, "mem_gb": mem_gb, "ray_address": ray_address}
-        where = Where(executor, load_options(executor_config, flags))
+        where = where_from(executor, executor_config, flags)
         result = run_sweep(
             recipes,
             parse_seeds(seeds),

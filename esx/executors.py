@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -204,6 +205,21 @@ def running_elsewhere(
         newest = max((f.stat().st_mtime for f in folder.iterdir()), default=0.0)
         return time.time() - newest < QUIET
     return False
+
+
+@dataclass
+class Where:
+    """Where a sweep's runs go: the executor and its options."""
+
+    executor: str = "local"
+    options: ExecutorOptions = field(default_factory=ExecutorOptions)
+
+
+def where_from(executor: str, config: Path | None, flags: dict[str, Any]) -> Where:
+    """``--executor``, ``--executor-config`` and the option flags (None: not given)."""
+    if executor not in EXECUTORS:
+        raise EsxError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    return Where(executor, load_options(config, flags))
 
 
 class Job(BaseModel):

@@ -205,7 +205,7 @@ def _check_size(root: yaml.Node | None, source: str) -> None:
         size(root, 0)
 
 
-def _line_map(text: str) -> dict[tuple[Any, ...], int]:
+def _line_map(root: yaml.Node | None) -> dict[tuple[Any, ...], int]:
     """Key path → 1-based line, from the YAML node tree."""
     lines: dict[tuple[Any, ...], int] = {}
 
@@ -220,10 +220,6 @@ def _line_map(text: str) -> dict[tuple[Any, ...], int]:
             for i, v in enumerate(node.value):
                 walk(v, path + (i,))
 
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
     if root is not None:
         walk(root, ())
     return lines
@@ -298,7 +294,8 @@ def _read(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[tup
             [f"{path} is not a text file (not UTF-8); a recipe is a YAML text file"], source
         ) from None
     try:
-        _check_size(yaml.compose(text, Loader=yaml.SafeLoader), source)  # before expanding
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_size(root, source)  # before anything is expanded
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -316,7 +313,7 @@ def _read(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[tup
     if not isinstance(raw, dict):
         kind = type(raw).__name__
         raise RecipeError([f"{source}:1: a recipe must be a mapping of keys, got {kind}"], source)
-    lines = {k: f"{source}:{v}" for k, v in _line_map(text).items()}
+    lines = {k: f"{source}:{v}" for k, v in _line_map(root).items()}
     base = raw.pop("base", None)
     if base is None:
         return raw, lines

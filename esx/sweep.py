@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -216,7 +216,7 @@ def job_slots(jobs: str | int) -> tuple[int, int]:
     return n, max(1, cores // n)
 
 
-def _task(job: Job, overrides: list[str], where: Where | None = None) -> executors.Job:
+def _task(job: Job, overrides: list[str], where: executors.Where | None = None) -> executors.Job:
     """The job as an executor runs it: its ``esx run`` (a resume when it was interrupted),
     with absolute paths when it runs on a cluster node, whose working folder may differ."""
     resume = (job.folder / "last.safetensors").is_file()
@@ -250,17 +250,13 @@ def _disk_full(error: str | None) -> bool:
     return error is not None and DiskFullError.PREFIX in error
 
 
-@dataclass
-class Where:
-    """Where the sweep's runs go (:mod:`esx.executors`): the executor, its options, and the
-    sweep folder (SLURM's logs go under it)."""
-
-    executor: str = "local"
-    options: executors.ExecutorOptions = field(default_factory=executors.ExecutorOptions)
-
-
 def _results(
-    todo: list[Job], overrides: list[str], slots: int, threads: int, where: Where, out: Path
+    todo: list[Job],
+    overrides: list[str],
+    slots: int,
+    threads: int,
+    where: executors.Where,
+    out: Path,
 ) -> Iterator[tuple[Job, str | None]]:
     """(job, error or None) as each job ends: in this process one by one, or ``slots``
     ``esx run`` processes at once, or on a cluster. Once a run fails on a full disk no
@@ -333,7 +329,7 @@ def run_sweep(
     console: Console,
     jobs: str | int = 1,
     vary: list[tuple[str, list[str]]] = (),
-    where: Where | None = None,
+    where: executors.Where | None = None,
     dry_run: bool = False,
 ) -> Outcome:
     """Run every pending job, ``jobs`` at once (``esx run`` processes when more than one)
@@ -341,7 +337,7 @@ def run_sweep(
     runs another sweep's live process or job is doing waited for, identical experiments
     run once and copied, and a failed run is reported at the end while the others go on.
     With ``dry_run``, print what would start and where, and start nothing."""
-    where = where or Where()
+    where = where or executors.Where()
     planned = plan(paths, seeds, out, registry, overrides, vary)
     slots, threads = job_slots(jobs)
     counts = {"done": 0, "skipped": 0, "resumed": 0, "reused": 0, "failed": 0}

@@ -154,7 +154,7 @@ def test_resume_of_a_finished_run_says_so_and_changes_nothing(tmp_path, tiny_rec
 
 
 def test_resume_takes_only_keys_that_do_not_change_the_experiment(tmp_path, tiny_recipe):
-    from esx.cli import resume_overrides
+    from esx.checkpoint import resume_overrides
     from esx.errors import EsxError
 
     assert resume_overrides(["train.num_workers=0", "eval.overlays=0"]) == [

@@ -313,7 +313,7 @@ def test_ctrl_c_stops_a_parallel_sweep_without_starting_queued_runs(tmp_path, mo
 
     monkeypatch.setattr(executors, "run_command", fake_run)
     jobs = _fake_jobs(tmp_path, 6)
-    results = sweep._results(jobs, [], 2, 1, sweep.Where(), tmp_path)
+    results = sweep._results(jobs, [], 2, 1, executors.Where(), tmp_path)
 
     def interrupt(*_):
         raise KeyboardInterrupt
@@ -352,7 +352,7 @@ def test_a_full_disk_stops_the_sweep_starting_queued_runs(tmp_path, monkeypatch,
     monkeypatch.setattr(executors, "run_command", fake_run)
     monkeypatch.setattr(sweep, "_run_here", lambda job: fake_run([], 1, job.folder))
     jobs = _fake_jobs(tmp_path, 6)
-    ended = list(sweep._results(jobs, [], slots, 1, sweep.Where(), tmp_path))
+    ended = list(sweep._results(jobs, [], slots, 1, executors.Where(), tmp_path))
     assert len(ended) == 6 and len(started) <= slots
     errors = [error for _, error in ended]
     assert errors.count(sweep.NOT_STARTED) == 6 - len(started)
