@@ -8,8 +8,11 @@ component it provides. No hook returns a value and none stops at the first
 result: every plugin's components and commands are collected.
 
 ``cls`` is a class deriving from the family's base class in
-:mod:`esx.interfaces`. Its ``Params`` attribute (a pydantic model) declares
-and validates the ``params:`` block a recipe may give it.
+:mod:`esx.interfaces`, or its import path ``"package.module:Class"`` (imported
+when a recipe first uses it, so the command line starts without importing the
+plugin's dependencies). Its ``Params`` attribute (a pydantic model) declares
+and validates the ``params:`` block a recipe may give it. A plugin's
+registrations are atomic: one refused name registers none of them.
 """
 
 from __future__ import annotations

@@ -10,12 +10,20 @@ Every component, built-in or not, comes from a plugin registered under the
 A plugin that fails to import, or registers a name another plugin already
 took, is recorded in :attr:`Registry.broken` with its package named; esx still
 starts, and the failure surfaces when a recipe needs that plugin and in
-``esx plugins``.
+``esx plugins``. Registration is atomic per plugin: when any of a plugin's
+registrations is refused, none of its components is registered.
+
+A plugin may register a class, or the class's import path as a string
+(``"package.module:Class"``): the module is then imported when a recipe first
+uses the component, so ``esx --help`` and ``esx plugins`` start without
+importing torch.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -30,16 +38,28 @@ from esx.hookspecs import FAMILIES
 BUILTIN_DISTRIBUTION = "esx"
 
 
+#: ``"package.module:Class"`` (a lazily imported registration)
+IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
 @dataclass
 class Entry:
-    """One registered component."""
+    """One registered component: its class, or the import path of its class (resolved,
+    checked and cached on first use of :attr:`cls`)."""
 
     family: str
     name: str
-    cls: Any
+    target: Any
     plugin: str
     package: str
     version: str = ""
+
+    @property
+    def cls(self) -> Any:
+        """The component's class (importing its module if it was registered by path)."""
+        if isinstance(self.target, str):
+            self.target = _checked(self, _import(self))
+        return self.target
 
     @property
     def source(self) -> str:
@@ -114,24 +134,37 @@ class Registry:
     def add(
         self, family: str, name: str, cls: Any, plugin: str, package: str, version: str = ""
     ) -> None:
-        have = self.entries[family].get(name)
-        if have is not None:
-            source = f"{package} {version}".strip() + f" (plugin {plugin!r})"
-            self.clashes.setdefault((family, name), []).append(source)
-            raise DuplicateComponentError(
-                f"{family} {name!r} is registered twice: by plugin {have.plugin!r} "
-                f"(package {have.package}) and by plugin {plugin!r} (package {package}); "
-                "rename one of them or uninstall one plugin"
-            )
-        base = _bases()[family]
-        if not (isinstance(cls, type) and issubclass(cls, base)):
-            raise PluginLoadError(
-                f"plugin {plugin!r} (package {package}) registered {cls!r} as {family} {name!r}, "
-                f"but a {family} must be a subclass of esx.interfaces.{base.__name__}"
-            )
-        cls.component_family, cls.component_name = family, name
-        cls.component_package, cls.component_version = package, version
-        self.entries[family][name] = Entry(family, name, cls, plugin, package, version)
+        """Register one component (see :meth:`add_all` for a plugin's set, atomically)."""
+        self.add_all([(family, name, cls)], plugin, package, version)
+
+    def add_all(
+        self, items: list[tuple[str, str, Any]], plugin: str, package: str, version: str = ""
+    ) -> None:
+        """Register a plugin's components: all of them, or (on a refusal) none.
+
+        Raises:
+            DuplicateComponentError: a name is already taken, or given twice here.
+            PluginLoadError: a registration is neither a subclass of its family's base
+                class nor an import path ``"package.module:Class"``.
+        """
+        staged: dict[tuple[str, str], Entry] = {}
+        for family, name, target in items:
+            have = self.entries[family].get(name) or staged.get((family, name))
+            if have is not None:
+                source = f"{package} {version}".strip() + f" (plugin {plugin!r})"
+                self.clashes.setdefault((family, name), []).append(source)
+                raise DuplicateComponentError(
+                    f"{family} {name!r} is registered twice: by plugin {have.plugin!r} "
+                    f"(package {have.package}) and by plugin {plugin!r} (package {package}); "
+                    "rename one of them or uninstall one plugin. Nothing of plugin "
+                    f"{plugin!r} is registered"
+                )
+            entry = Entry(family, name, target, plugin, package, version)
+            if not (isinstance(target, str) and IMPORT_PATH.fullmatch(target)):
+                _checked(entry, target)
+            staged[family, name] = entry
+        for (family, name), entry in staged.items():
+            self.entries[family][name] = entry
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready listing (what ``esx plugins --json`` prints)."""
@@ -166,6 +199,37 @@ def components_markdown(reg: Registry) -> str:
             what = what.replace("|", "\\|")  # a literal pipe inside a table cell
             lines.append(f"| {family} | `{e.name}` | {what} | {e.package} (`{top}`) |")
     return "\n".join(lines) + "\n"
+
+
+def _import(entry: Entry) -> Any:
+    """The class an import path names; a failure names the plugin and its package."""
+    module, _, qualname = entry.target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:
+        raise PluginLoadError(
+            f"plugin {entry.plugin!r} (package {entry.package}) registered {entry.family} "
+            f"{entry.name!r} as {entry.target!r}, which does not import: "
+            f"{type(exc).__name__}: {exc}; reinstall or fix that package"
+        ) from exc
+    return obj
+
+
+def _checked(entry: Entry, cls: Any) -> Any:
+    """``cls``, once it is known to be a subclass of the family's base (and stamped with
+    the component's name and provenance)."""
+    base = _bases()[entry.family]
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise PluginLoadError(
+            f"plugin {entry.plugin!r} (package {entry.package}) registered {cls!r} as "
+            f"{entry.family} {entry.name!r}, but a {entry.family} must be a subclass of "
+            f"esx.interfaces.{base.__name__} (or its import path, 'package.module:Class')"
+        )
+    cls.component_family, cls.component_name = entry.family, entry.name
+    cls.component_package, cls.component_version = entry.package, entry.version
+    return cls
 
 
 def _bases() -> dict[str, type]:
@@ -241,31 +305,35 @@ def build_registry(modules: list[ModuleType | Any] | None = None) -> Registry:
         reg.plugins.append(
             {"plugin": plugin_name, "package": packages.get(plugin_name, "?"), "module": module}
         )
-    for family, hook in FAMILIES.items():
-        # get_hookimpls() lists implementations in load order: the first plugin
-        # to register a name keeps it.
-        for impl in getattr(pm.hook, hook).get_hookimpls():
-            plugin_name = impl.plugin_name
-            package, version = packages.get(plugin_name, "?"), versions.get(plugin_name, "")
-            try:
-                impl.function(
-                    lambda n, c, f=family, p=plugin_name, k=package, v=version: reg.add(
-                        f, n, c, p, k, v
-                    )
-                )
-            except (DuplicateComponentError, PluginLoadError) as exc:
-                reg.broken.append({"plugin": plugin_name, "package": package, "error": str(exc)})
-            except Exception as exc:
-                reg.broken.append(
-                    {
-                        "plugin": plugin_name,
-                        "package": package,
-                        "error": f"{hook} failed: {type(exc).__name__}: {exc}",
-                    }
-                )
+        _register(
+            reg, pm, plugin_name, packages.get(plugin_name, "?"), versions.get(plugin_name, "")
+        )
     for impl in pm.hook.register_commands.get_hookimpls():
         reg.commands.append((impl.plugin_name, packages.get(impl.plugin_name, "?"), impl.function))
     return reg
+
+
+def _register(reg: Registry, pm: Any, plugin: str, package: str, version: str) -> None:
+    """Collect one plugin's components from its hooks and add them, all or none; a
+    refusal or a failing hook marks the plugin broken."""
+    items: list[tuple[str, str, Any]] = []
+    hook = ""
+    try:
+        for family, hook in FAMILIES.items():
+            for impl in getattr(pm.hook, hook).get_hookimpls():
+                if impl.plugin_name == plugin:
+                    impl.function(lambda n, c, f=family: items.append((f, n, c)))
+        reg.add_all(items, plugin, package, version)
+    except (DuplicateComponentError, PluginLoadError) as exc:
+        reg.broken.append({"plugin": plugin, "package": package, "error": str(exc)})
+    except Exception as exc:
+        reg.broken.append(
+            {
+                "plugin": plugin,
+                "package": package,
+                "error": f"{hook} failed: {type(exc).__name__}: {exc}",
+            }
+        )
 
 
 _REGISTRY: Registry | None = None

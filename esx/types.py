@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # the types are annotations only: importing esx does not import torch
+    import torch
+    from torch import Tensor
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Batch:
         """Move every tensor, extras included, to ``device``."""
 
         def move(v: Any) -> Any:
-            return v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v
+            return None if v is None else v.to(device, non_blocking=non_blocking)
 
         moved = {f.name: move(getattr(self, f.name)) for f in fields(self) if f.name != "extras"}
         return Batch(**moved, extras={k: move(v) for k, v in self.extras.items()})

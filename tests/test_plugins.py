@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import types
 from pathlib import Path
 
 import pytest
 
 import esx
-from esx.errors import UnknownComponentError
+from esx.errors import PluginLoadError, UnknownComponentError
 from esx.plugins import build_registry
 
 from conftest import ROOT, esx_cli, fake_distribution
@@ -78,6 +79,78 @@ def test_duplicate_name_names_both_plugins():
     assert reg.get("aggregator", "dup")  # the first registration stands
 
 
+def test_a_plugin_with_a_clash_registers_nothing():
+    """Atomic registration: a plugin whose second family clashes keeps none of its first."""
+    from esx.interfaces import Aggregator, Loss
+
+    @esx.hookimpl
+    def register_aggregators(register):
+        register("fresh_name", type("Fresh", (Aggregator,), {}))
+
+    @esx.hookimpl
+    def register_losses(register):
+        register("also_fresh", type("AlsoFresh", (Loss,), {}))
+        register("dup", type("Dup", (Loss,), {}))
+
+    clashing = types.ModuleType("clashing_pkg")
+    clashing.register_aggregators = register_aggregators
+    clashing.register_losses = register_losses
+
+    @esx.hookimpl
+    def register_losses_first(register):
+        register("dup", type("Dup0", (Loss,), {}))
+
+    first = types.ModuleType("first_pkg")
+    first.register_losses = register_losses_first  # pluggy goes by the attribute's name
+    reg = build_registry([first, clashing])
+    assert [b["plugin"] for b in reg.broken] == ["clashing_pkg"]
+    assert "Nothing of plugin 'clashing_pkg' is registered" in reg.broken[0]["error"]
+    assert "fresh_name" not in reg.entries["aggregator"]
+    assert "also_fresh" not in reg.entries["loss"]
+    assert reg.entry("loss", "dup").plugin == "first_pkg"
+
+
+def test_a_component_registered_by_path_is_imported_on_first_use():
+    import sys
+
+    @esx.hookimpl
+    def register_aggregators(register):
+        register("by_path", "esx_aggregators.consensus:Consensus")
+        register("missing", "esx_no_such_module.x:Y")
+        register("wrong_family", "esx_losses.rrr:Rrr")
+
+    mod = types.ModuleType("pathpkg")
+    mod.register_aggregators = register_aggregators
+    reg = build_registry([mod])
+    assert reg.broken == []  # paths are checked when first used
+    from esx_aggregators.consensus import Consensus
+
+    assert reg.get("aggregator", "by_path") is Consensus
+    with pytest.raises(PluginLoadError, match="'missing'.*does not import.*esx_no_such_module"):
+        reg.get("aggregator", "missing")
+    with pytest.raises(PluginLoadError, match="subclass of esx.interfaces.Aggregator"):
+        reg.get("aggregator", "wrong_family")
+    assert "esx_aggregators.consensus" in sys.modules
+
+
+def test_the_command_line_starts_without_torch():
+    """`esx --help` and `esx plugins` import no heavy library (the start-up promise's cause;
+    the time itself is measured by benchmarks/startup.py)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from esx.cli import build_app; from esx.plugins import registry; "
+        "build_app(); registry().as_dict(); "
+        "print(sorted(m for m in ('torch', 'timm', 'captum', 'numpy', 'scipy', 'matplotlib') "
+        "if m in sys.modules))"
+    )
+    env = {**os.environ, "ESX_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_unknown_name_lists_known_and_closest(registry):
     with pytest.raises(UnknownComponentError) as exc:
         registry.get("aggregator", "consensos")
@@ -144,7 +217,7 @@ def test_broken_plugins_are_reported_and_esx_still_starts(tmp_path):
         "dup",
         "esx_dup_mod",
         "import esx\n\n@esx.hookimpl\ndef register_aggregators(register):\n"
-        "    from esx_aggregators import Consensus\n"
+        "    from esx_aggregators.consensus import Consensus\n"
         "    register('consensus', Consensus)\n",
     )
     res = esx_cli(["plugins", "--json"], tmp_path)

@@ -168,7 +168,7 @@ def test_esx_plugins_describes_a_component():
 
 
 def test_name_clash_is_said_once_in_run_and_validate(monkeypatch, tiny_recipe, tmp_path):
-    from esx_aggregators import Consensus
+    from esx_aggregators.consensus import Consensus
 
     reg = build_registry()
     with pytest.raises(esx.errors.DuplicateComponentError):
@@ -186,7 +186,7 @@ def test_name_clash_is_said_once_in_run_and_validate(monkeypatch, tiny_recipe, t
 def test_check_aggregator_uses_esx_losses_unless_told(plugin_registry):
     from esx.interfaces import PixelLoss
     from esx.testing import check_aggregator
-    from esx_aggregators import Consensus
+    from esx_aggregators.consensus import Consensus
 
     class Exploding(PixelLoss):
         Params = Params

@@ -1,19 +1,13 @@
 """Built-in annotation aggregators."""
 
 import esx
-from esx_aggregators.consensus import Consensus
-from esx_aggregators.em import Em
-from esx_aggregators.meanloss import MeanLoss
-from esx_aggregators.oracle import Oracle
-from esx_aggregators.random_mask import RandomMask
-from esx_aggregators.staple import Staple
 
 
 @esx.hookimpl
 def register_aggregators(register):
-    register("consensus", Consensus)
-    register("oracle", Oracle)
-    register("random", RandomMask)
-    register("meanloss", MeanLoss)
-    register("em", Em)
-    register("staple", Staple)
+    register("consensus", "esx_aggregators.consensus:Consensus")
+    register("oracle", "esx_aggregators.oracle:Oracle")
+    register("random", "esx_aggregators.random_mask:RandomMask")
+    register("meanloss", "esx_aggregators.meanloss:MeanLoss")
+    register("em", "esx_aggregators.em:Em")
+    register("staple", "esx_aggregators.staple:Staple")

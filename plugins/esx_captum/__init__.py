@@ -5,11 +5,9 @@ False); name one under ``eval.explainer`` to measure the trained model with it.
 """
 
 import esx
-from esx_captum.deeplift import DeepLift
-from esx_captum.layer_gradcam import CaptumGradCam
 
 
 @esx.hookimpl
 def register_explainers(register):
-    register("captum_gradcam", CaptumGradCam)
-    register("deeplift", DeepLift)
+    register("captum_gradcam", "esx_captum.layer_gradcam:CaptumGradCam")
+    register("deeplift", "esx_captum.deeplift:DeepLift")

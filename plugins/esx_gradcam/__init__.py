@@ -2,11 +2,9 @@
 ``input_gradient`` (squared input gradients, for the ``rrr`` loss)."""
 
 import esx
-from esx_gradcam.gradcam import GradCam
-from esx_gradcam.input_gradient import InputGradient
 
 
 @esx.hookimpl
 def register_explainers(register):
-    register("gradcam", GradCam)
-    register("input_gradient", InputGradient)
+    register("gradcam", "esx_gradcam.gradcam:GradCam")
+    register("input_gradient", "esx_gradcam.input_gradient:InputGradient")

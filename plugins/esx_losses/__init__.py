@@ -1,21 +1,14 @@
 """Built-in explanation-supervision losses."""
 
 import esx
-from esx_losses.energy import Energy
-from esx_losses.gradia import Gradia
-from esx_losses.haics import Haics
-from esx_losses.none import NoExplanationLoss
-from esx_losses.res_g import ResG
-from esx_losses.res_l import ResL
-from esx_losses.rrr import Rrr
 
 
 @esx.hookimpl
 def register_losses(register):
-    register("none", NoExplanationLoss)
-    register("gradia", Gradia)
-    register("haics", Haics)
-    register("res_g", ResG)
-    register("res_l", ResL)
-    register("energy", Energy)
-    register("rrr", Rrr)
+    register("none", "esx_losses.none:NoExplanationLoss")
+    register("gradia", "esx_losses.gradia:Gradia")
+    register("haics", "esx_losses.haics:Haics")
+    register("res_g", "esx_losses.res_g:ResG")
+    register("res_l", "esx_losses.res_l:ResL")
+    register("energy", "esx_losses.energy:Energy")
+    register("rrr", "esx_losses.rrr:Rrr")

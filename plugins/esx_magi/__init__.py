@@ -1,9 +1,8 @@
 """MAGI: the multi-annotation generator as an aggregator."""
 
 import esx
-from esx_magi.magi import Magi
 
 
 @esx.hookimpl
 def register_aggregators(register):
-    register("magi", Magi)
+    register("magi", "esx_magi.magi:Magi")

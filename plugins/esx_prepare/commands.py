@@ -116,7 +116,7 @@ def lidc_readers(
 
 
 def _prepare(name: str, root: Path, out: Path, sizes: str, **options: Any) -> None:
-    from esx_prepare import prepare
+    from esx_prepare.pipeline import prepare
 
     prepare(name, root, out, options, sizes, Console(soft_wrap=True))  # EsxError: exit 2
 

@@ -10,7 +10,12 @@ import torch
 from esx.errors import DataError
 from esx.interfaces import BuildContext, DataInfo
 from esx.testing import tiny_batch
-from esx_aggregators import Consensus, Em, MeanLoss, Oracle, RandomMask, Staple
+from esx_aggregators.consensus import Consensus
+from esx_aggregators.em import Em
+from esx_aggregators.meanloss import MeanLoss
+from esx_aggregators.oracle import Oracle
+from esx_aggregators.random_mask import RandomMask
+from esx_aggregators.staple import Staple
 
 CTX = BuildContext(DataInfo("t", True, 1, 2, (8, 8), 4, True))
 

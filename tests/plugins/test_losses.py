@@ -9,9 +9,12 @@ import torch
 
 from esx.interfaces import BuildContext, DataInfo
 from esx.types import Targets
-from esx_losses import Gradia, Haics, NoExplanationLoss, ResG, ResL
 from esx_losses.energy import Energy
-from esx_losses.res_g import gaussian_blur3
+from esx_losses.gradia import Gradia
+from esx_losses.haics import Haics
+from esx_losses.none import NoExplanationLoss
+from esx_losses.res_g import ResG, gaussian_blur3
+from esx_losses.res_l import ResL
 from esx_losses.robust_boundary import CANDIDATE_OFFSET, best_threshold, threshold_scores
 from esx_losses.rrr import Rrr
 

@@ -12,8 +12,8 @@ from skimage.metrics import structural_similarity
 
 from esx.interfaces import BuildContext, DataInfo
 from esx.testing import tiny_batch
-from esx_magi import Magi
 from esx_magi.alignment import align
+from esx_magi.magi import Magi
 from esx_magi.report import ssim
 
 from conftest import ROOT
