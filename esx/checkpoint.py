@@ -113,3 +113,15 @@ def finished_note(folder: Path) -> str:
         f"To run it again: esx run {folder / 'recipe.yaml'} --out {folder} --overwrite; to "
         f"measure its explanations again: esx evaluate {folder}"
     )
+
+
+def failure_advice(folder: Path) -> str:
+    """What a run that failed in a component says after the error: where the traceback
+    is, and both ways on (resume after fixing a plugin, start again after fixing a recipe
+    value, which a resume cannot change)."""
+    return (
+        f"the traceback is in {folder / 'run.log'}. If the cause is in a plugin's code, fix "
+        f"it and continue with: esx run --resume {folder}. If it is a recipe value, fix it "
+        f"and start again: esx run RECIPE --out {folder} --overwrite (a resume keeps the "
+        f"run's recipe; only {', '.join(RESUMABLE_KEYS)} may change, with --set)"
+    )

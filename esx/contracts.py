@@ -134,6 +134,21 @@ def targets(component: Any, out: Any, masks: Tensor, annotated: Tensor) -> None:
         lambda: f"dtype {m.dtype}",
     )
     _range(component, m.detach(), "targets.masks")
+    _weights(component, m, wt, annotated)
+    if t.annotated is not None:
+        _require(
+            component,
+            tuple(t.annotated.shape) == tuple(m.shape) and t.annotated.dtype == torch.bool,
+            "targets.annotated must be a bool tensor shaped like targets.masks",
+            lambda: f"{_shape(t.annotated)}, dtype {t.annotated.dtype}",
+        )
+    if out.loss is not None:
+        scalar(component, out.loss, "the aggregator's loss")
+
+
+def _weights(component: Any, m: Tensor, wt: Any, annotated: Tensor) -> None:
+    """Target weights: ``(B, K)``, non-negative, summing to 1 on supervised rows, 0 on
+    images without a valid mask."""
     _require(
         component,
         isinstance(wt, Tensor) and tuple(wt.shape) == tuple(m.shape[:2]),
@@ -163,15 +178,6 @@ def targets(component: Any, out: Any, masks: Tensor, annotated: Tensor) -> None:
         "an image with no valid mask must get weight 0",
         lambda: f"weight on rows {loose.nonzero().flatten()[:4].tolist()}",
     )
-    if t.annotated is not None:
-        _require(
-            component,
-            tuple(t.annotated.shape) == tuple(m.shape) and t.annotated.dtype == torch.bool,
-            "targets.annotated must be a bool tensor shaped like targets.masks",
-            lambda: f"{_shape(t.annotated)}, dtype {t.annotated.dtype}",
-        )
-    if out.loss is not None:
-        scalar(component, out.loss, "the aggregator's loss")
 
 
 def maps(component: Any, value: Any, n: int) -> None:

@@ -98,3 +98,16 @@ def loader(
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
     )
+
+
+def train_loader(
+    ds: Any, batch_size: int, shuffle: torch.Generator, workers: int, world: Any, seed: int
+) -> Any:
+    """The training split's loader: shuffled by ``shuffle`` in one process; under several
+    processes, each its shard of ``batch_size // world.size`` (``batch_size`` is global)."""
+    if not world.distributed:
+        return loader(ds, batch_size, shuffle, workers)
+    sampler = torch.utils.data.DistributedSampler(
+        ds, num_replicas=world.size, rank=world.rank, shuffle=True, seed=seed
+    )
+    return loader(ds, batch_size // world.size, None, workers, sampler)

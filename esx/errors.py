@@ -8,6 +8,7 @@ non-zero instead of showing a traceback.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 
 
@@ -60,6 +61,16 @@ class DataMissingError(DataError):
 
 class NonFiniteLossError(EsxError):
     """A loss term became NaN or Inf during training."""
+
+    @classmethod
+    def check(cls, terms: dict[str, float], step: int) -> None:
+        """Raise for the first term of ``terms`` (name -> value) that is NaN or infinite."""
+        bad = [k for k, v in terms.items() if not math.isfinite(v)]
+        if bad:
+            raise cls(
+                f"step {step}: loss term {bad[0]!r} is {terms[bad[0]]}; lower train.lr or "
+                "check the data for NaN pixels"
+            )
 
 
 class DiskFullError(EsxError):

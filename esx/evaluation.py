@@ -110,19 +110,35 @@ def predict(
     out["metrics"]["loss"] = sum(losses) / max(1, len(out["label"]))
     found = {name: torch.cat(rows) for name, rows in overlap.items() if rows}
     if found:
-        out["explanations"] = {
-            name: {
-                **summarise_localisation(per_image),
-                "threshold": threshold,
-                "pointing_tolerance": tolerance,
-                "images": int(per_image.shape[0]),
-                "class": "predicted",
-                "explainer": name,
-            }
-            for name, per_image in found.items()
-        }
+        out["explanations"] = _summaries(found, threshold, tolerance)
         out["explanation"] = out["explanations"][c.eval_explainer.component_name]
     return out
+
+
+def _summaries(found: dict[str, torch.Tensor], threshold: Any, tolerance: float) -> dict:
+    """Each explainer's localisation over the images it explained, with its settings."""
+    return {
+        name: {
+            **summarise_localisation(per_image),
+            "threshold": threshold,
+            "pointing_tolerance": tolerance,
+            "images": int(per_image.shape[0]),
+            "class": "predicted",
+            "explainer": name,
+        }
+        for name, per_image in found.items()
+    }
+
+
+def chosen(loop: dict[str, Any], select_metric: str) -> dict[str, Any]:
+    """The epoch chosen on validation, with its validation metrics (``metrics.json``'s
+    ``validation``)."""
+    best = loop["history"][loop["best_epoch"] - 1]
+    return {
+        "best_epoch": loop["best_epoch"],
+        "select_metric": select_metric,
+        **{k[4:]: v for k, v in best.items() if k.startswith("val_")},
+    }
 
 
 def component_results(

@@ -175,3 +175,11 @@ class Counted:
         if self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None
+
+
+def write_history(folder: Path, history: list[dict[str, Any]]) -> None:
+    """``history.csv``: one row per finished epoch, a column per logged value."""
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    outputs.write_csv(
+        folder / "history.csv", keys, [[row.get(k, "") for k in keys] for row in history]
+    )

@@ -86,6 +86,30 @@ class Runtime:
     def layout(self, image: Tensor) -> Tensor:
         return image.contiguous(memory_format=torch.channels_last) if self.channels_last else image
 
+    def optimise(self, total: Tensor, opt: torch.optim.Optimizer, scaler: Any) -> None:
+        """Back-propagate ``total`` and step ``opt``, through the fp16 loss scaler if any."""
+        if scaler is not None:
+            scaler.scale(total).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            total.backward()
+            opt.step()
+
+    def wrap(self, module: torch.nn.Module, batch_size: int) -> torch.nn.Module:
+        """``module`` as the processes train it: itself in one process, else in
+        DistributedDataParallel (``batch_size``, the global batch, must divide among them)."""
+        if not self.world.distributed:
+            return module
+        n = self.world.size
+        if batch_size % n:
+            raise EsxError(
+                f"train.batch_size {batch_size} is the global batch and must divide among "
+                f"{n} processes; make it a multiple of {n}"
+            )
+        # Unused parameters are legitimate (e.g. annotator weights a target mode ignores).
+        return torch.nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
+
     def shard(self, split: Any) -> Any:
         """This process's share of an evaluation split (every ``size``-th image)."""
         if not self.world.distributed:

@@ -25,16 +25,21 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import torch
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from esx import executors
+from esx import executors, outputs
 from esx.errors import DiskFullError, EsxError, RecipeError
-from esx.plugins import Registry
+from esx.launch import train
+from esx.outputs import human_size
+from esx.plugins import Registry, registry
 from esx.recipe import Recipe, dump_recipe, load_recipe
 from esx.runlog import read_status
 
@@ -162,8 +167,6 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 def reuse(source: Path, job: Job) -> None:
     """Copy a finished run for a recipe that differs from its own only in labels."""
-    from esx import outputs
-
     tmp = job.folder.with_name(job.folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp, copy_function=_link_or_copy)
@@ -199,8 +202,6 @@ def finished_runs(out: Path, registry: Registry) -> dict[str, Path]:
 def job_slots(jobs: str | int) -> tuple[int, int]:
     """``--jobs`` as (runs at once, threads per run): ``auto`` gives every core its own run on
     a CPU (one thread each) and four runs sharing a GPU; N splits the cores among N runs."""
-    import torch
-
     cores = os.cpu_count() or 1
     if str(jobs) == "auto":
         n = min(4, cores) if torch.cuda.is_available() else cores
@@ -229,14 +230,10 @@ def _task(job: Job, overrides: list[str], where: executors.Where | None = None) 
 
 def _run_here(job: Job) -> str | None:
     """Run or resume one job in this process; None when it finished, else the error."""
-    from esx.trainer import Trainer
-
     resume = (job.folder / "last.safetensors").is_file()
     job.folder.mkdir(parents=True, exist_ok=True)
     try:
-        Trainer(
-            job.recipe, job.folder, Console(quiet=True), recipe_source=str(job.recipe_path)
-        ).run(resume=resume)
+        train(job.recipe, job.folder, Console(quiet=True), str(job.recipe_path), resume=resume)
     except Exception as exc:  # the others go on; the error is reported at the end
         return f"{type(exc).__name__}: {exc}"
     return None
@@ -291,8 +288,6 @@ def disk_warning(pending: int, finished: list[Path], out: Path) -> str | None:
     """A warning when ``pending`` runs, each as large as the median finished run under
     ``out``, would not fit in the free space of its disk (no estimate without a finished
     run); None when they fit."""
-    from esx.outputs import human_size
-
     done = [f for f in finished if (f / "metrics.json").is_file()]
     if not pending or not done:
         return None
@@ -320,6 +315,174 @@ class Outcome:
     failed: list[tuple[Path, str]]
 
 
+@dataclass
+class Plan:
+    """``esx sweep``'s arguments as given on the command line."""
+
+    recipes: list[Path]
+    seeds: list[str]
+    out: Path
+    sets: list[str]
+    jobs: str = "1"
+    vary: list[str] = field(default_factory=list)
+    executor: str = "local"
+    dry_run: bool = False
+
+
+def parse_seeds(specs: list[str]) -> list[int]:
+    """``["0,1", "3-5"]`` -> ``[0, 1, 3, 4, 5]``, in order, without repeats."""
+    seeds: list[int] = []
+    for spec in specs:
+        for part in spec.replace(" ", ",").split(","):
+            if not part:
+                continue
+            m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+            if m is None or (m[2] is not None and int(m[2]) < int(m[1])):
+                raise EsxError(
+                    f"--seeds {spec!r}: {part!r} is not a seed or a range; "
+                    "write e.g. --seeds 0,1,2 or --seeds 0-2"
+                )
+            last = int(m[2]) if m[2] is not None else int(m[1])
+            seeds += [s for s in range(int(m[1]), last + 1) if s not in seeds]
+    return seeds
+
+
+def command(plan: Plan, executor_config: Path | None, flags: dict, console: Console) -> bool:
+    """``esx sweep``: run the plan and print how it went; False when a run failed."""
+    where = executors.where_from(plan.executor, executor_config, flags)
+    try:
+        result = run_sweep(
+            plan.recipes,
+            parse_seeds(plan.seeds),
+            plan.out,
+            registry(),
+            plan.sets,
+            console,
+            plan.jobs,
+            parse_vary(plan.vary),
+            where,
+            plan.dry_run,
+        )
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            "sweep interrupted; finished runs are kept and interrupted ones resume "
+            "from their last epoch: run the same command again"
+        ) from None
+    if plan.dry_run:
+        console.print(f"dry run, nothing started: {result.counts}")
+        return True
+    console.print(f"sweep finished: {result.counts}; tables: esx report {plan.out}")
+    for folder, error in result.failed:
+        console.print(f"[bold red]failed:[/] {escape(f'{folder}: {error}')}", highlight=False)
+    return not result.failed
+
+
+@dataclass
+class Tally:
+    """A sweep's running account: counts, failures, queued runs, and its progress bar."""
+
+    progress: Progress
+    task: Any
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"done": 0, "skipped": 0, "resumed": 0, "reused": 0, "failed": 0}
+    )
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    queued: list[Path] = field(default_factory=list)
+
+    def say(self, line: str) -> None:
+        self.progress.console.print(line, highlight=False)
+
+    def fail(self, folder: Path, error: str) -> None:
+        self.failed.append((folder, error))
+
+
+def _sort(planned: list[Job], finished: dict[str, Path]) -> tuple[list, list, list[str]]:
+    """The jobs to run, the twins of other jobs (to copy), and the lines for skipped ones."""
+    todo: list[Job] = []
+    twins: list[tuple[Job, str]] = []
+    skipped: list[str] = []
+    for job in planned:
+        key = experiment_key(job.recipe)
+        if (job.folder / "metrics.json").is_file():
+            finished.setdefault(key, job.folder)
+            skipped.append(f"skip {job.recipe_path.stem} {job.folder.name}: finished")
+        elif key in finished:
+            twins.append((job, key))
+        else:
+            finished[key] = job.folder
+            todo.append(job)
+    return todo, twins, skipped
+
+
+def _dry_run(console: Console, todo: list[Job], elsewhere: list[Job], ctx: dict) -> None:
+    where, threads = ctx["where"], ctx["threads"]
+    tasks = [_task(job, ctx["overrides"], where) for job in todo]
+    if where.executor != "local":
+        threads = where.options.cpus
+    console.print(
+        executors.describe(where.executor, tasks, threads, where.options, ctx["out"] / ".slurm")
+    )
+    for job in elsewhere:
+        console.print(f"wait for {job.folder}: another sweep's run is doing it")
+
+
+def _run_todo(t: Tally, todo: list[Job], ctx: dict) -> None:
+    started = {job.folder: (job.folder / "last.safetensors").is_file() for job in todo}
+    for job in todo:
+        if started[job.folder]:
+            t.say(
+                f"resume {job.recipe_path.stem} {job.folder.name}: "
+                f"{read_status(job.folder)} after its last finished epoch"
+            )
+    args = (ctx["overrides"], ctx["slots"], ctx["threads"], ctx["where"], ctx["out"])
+    for job, error in _results(todo, *args):
+        label = f"{job.recipe_path.stem} {job.folder.name}"
+        if error is None:
+            t.counts["resumed" if started[job.folder] else "done"] += 1
+            m = json.loads((job.folder / "metrics.json").read_text())["test"]
+            t.say(
+                f"{label}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} "
+                f"auc {m['auc'] or float('nan'):.4f}"
+            )
+        elif error == NOT_STARTED:
+            t.queued.append(job.folder)
+        else:
+            t.fail(job.folder, error)
+            t.say(f"[red]{label} failed[/] (reported at the end)")
+        t.progress.advance(t.task)
+
+
+def _wait_elsewhere(t: Tally, elsewhere: list[Job], options: Any, submitted: Any) -> None:
+    if not elsewhere:
+        return
+    t.say(
+        f"waiting for {len(elsewhere)} run(s) that another sweep's process or job is "
+        "still doing (not started twice)"
+    )
+    executors.wait_for([j.folder for j in elsewhere], options, submitted)
+    for job in elsewhere:
+        if (job.folder / "metrics.json").is_file():
+            t.counts["done"] += 1
+            t.say(f"{job.recipe_path.stem} {job.folder.name}: finished")
+        else:
+            t.fail(job.folder, "its process or job ended unfinished; rerun the sweep to resume it")
+        t.progress.advance(t.task)
+
+
+def _copy_twins(t: Tally, twins: list[tuple[Job, str]], finished: dict[str, Path]) -> None:
+    for job, key in twins:
+        source = finished[key]
+        if (source / "metrics.json").is_file():
+            reuse(source, job)
+            t.counts["reused"] += 1
+            t.say(
+                f"reuse {job.recipe_path.stem} {job.folder.name}: the same experiment as {source}"
+            )
+        else:
+            t.fail(job.folder, f"the same experiment as {source}, which failed")
+        t.progress.advance(t.task)
+
+
 def run_sweep(
     paths: list[Path],
     seeds: list[int],
@@ -340,114 +503,38 @@ def run_sweep(
     where = where or executors.Where()
     planned = plan(paths, seeds, out, registry, overrides, vary)
     slots, threads = job_slots(jobs)
-    counts = {"done": 0, "skipped": 0, "resumed": 0, "reused": 0, "failed": 0}
+    ctx = {"where": where, "threads": threads, "slots": slots, "overrides": overrides, "out": out}
     finished = finished_runs(out, registry)
-    todo: list[Job] = []
-    twins: list[tuple[Job, str]] = []
-    skipped: list[str] = []
-    for job in planned:
-        key = experiment_key(job.recipe)
-        if (job.folder / "metrics.json").is_file():
-            finished.setdefault(key, job.folder)
-            skipped.append(f"skip {job.recipe_path.stem} {job.folder.name}: finished")
-        elif key in finished:
-            twins.append((job, key))
-        else:
-            finished[key] = job.folder
-            todo.append(job)
-    counts["skipped"] = len(skipped)
+    todo, twins, skipped = _sort(planned, finished)
     submitted = executors.submitted_jobs(out / ".slurm")
     elsewhere = [j for j in todo if executors.running_elsewhere(j.folder, where.options, submitted)]
     todo = [j for j in todo if j not in elsewhere]
     if dry_run:
-        tasks = [_task(job, overrides, where) for job in todo]
-        if where.executor != "local":
-            threads = where.options.cpus
-        console.print(
-            executors.describe(where.executor, tasks, threads, where.options, out / ".slurm")
-        )
-        for job in elsewhere:
-            console.print(f"wait for {job.folder}: another sweep's run is doing it")
+        _dry_run(console, todo, elsewhere, ctx)
+        counts = {"done": 0, "skipped": len(skipped), "resumed": 0, "reused": 0, "failed": 0}
         return Outcome(counts | {"to start": len(todo), "running elsewhere": len(elsewhere)}, [])
     warning = disk_warning(len(todo), list(finished.values()), out)
     if warning:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    failed: list[tuple[Path, str]] = []
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(
-            f"sweep, {slots} at once", total=len(planned), completed=len(skipped)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+        name = (
+            f"sweep, {slots} at once" if where.executor == "local" else f"sweep, {where.executor}"
         )
+        t = Tally(progress, progress.add_task(name, total=len(planned), completed=len(skipped)))
+        t.counts["skipped"] = len(skipped)
         for line in skipped:
-            progress.console.print(line)
-        started = {job.folder: (job.folder / "last.safetensors").is_file() for job in todo}
-        for job in todo:
-            if started[job.folder]:
-                progress.console.print(
-                    f"resume {job.recipe_path.stem} {job.folder.name}: "
-                    f"{read_status(job.folder)} after its last finished epoch"
-                )
-        queued: list[Path] = []
-        if where.executor != "local":
-            task_desc = f"sweep, {where.executor}"
-            progress.update(task, description=task_desc)
-        for job, error in _results(todo, overrides, slots, threads, where, out):
-            label = f"{job.recipe_path.stem} {job.folder.name}"
-            if error is None:
-                counts["resumed" if started[job.folder] else "done"] += 1
-                t = json.loads((job.folder / "metrics.json").read_text())["test"]
-                progress.console.print(
-                    f"{label}: accuracy {t['accuracy']:.4f} f1 {t['f1']:.4f} "
-                    f"auc {t['auc'] or float('nan'):.4f}"
-                )
-            elif error == NOT_STARTED:
-                queued.append(job.folder)
-            else:
-                failed.append((job.folder, error))
-                progress.console.print(f"[red]{label} failed[/] (reported at the end)")
-            progress.advance(task)
-        if elsewhere:
-            progress.console.print(
-                f"waiting for {len(elsewhere)} run(s) that another sweep's process or job is "
-                "still doing (not started twice)"
-            )
-            executors.wait_for([j.folder for j in elsewhere], where.options, submitted)
-        for job in elsewhere:
-            if (job.folder / "metrics.json").is_file():
-                counts["done"] += 1
-                progress.console.print(f"{job.recipe_path.stem} {job.folder.name}: finished")
-            else:
-                failed.append(
-                    (
-                        job.folder,
-                        "its process or job ended unfinished; rerun the sweep to resume it",
-                    )
-                )
-            progress.advance(task)
-        for job, key in twins:
-            source = finished[key]
-            if (source / "metrics.json").is_file():
-                reuse(source, job)
-                counts["reused"] += 1
-                name = f"{job.recipe_path.stem} {job.folder.name}"
-                progress.console.print(f"reuse {name}: the same experiment as {source}")
-            else:
-                failed.append((job.folder, f"the same experiment as {source}, which failed"))
-            progress.advance(task)
-    counts["failed"] = len(failed)
-    if queued:
-        counts["not started"] = len(queued)
-        n = f"{len(queued)} queued run{'s' if len(queued) != 1 else ''}"
-        failed.append(
-            (
-                out,
-                f"{n} not started: the disk is full (the failure above says where); "
-                "free space and run the same command again",
-            )
+            t.say(line)
+        _run_todo(t, todo, ctx)
+        _wait_elsewhere(t, elsewhere, where.options, submitted)
+        _copy_twins(t, twins, finished)
+    t.counts["failed"] = len(t.failed)
+    if t.queued:
+        t.counts["not started"] = len(t.queued)
+        n = f"{len(t.queued)} queued run{'s' if len(t.queued) != 1 else ''}"
+        t.fail(
+            out,
+            f"{n} not started: the disk is full (the failure above says where); "
+            "free space and run the same command again",
         )
-    return Outcome(counts, failed)
+    return Outcome(t.counts, t.failed)

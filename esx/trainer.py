@@ -19,9 +19,9 @@ component by name. Building lives in :mod:`esx.build`, device and precision in
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
-import math
+import operator
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,12 +32,12 @@ import torch
 from rich.console import Console
 from torch.utils.data import DistributedSampler
 
-from esx import __version__, checkpoint, evaluation, html, outputs, runlog
+from esx import __version__, checkpoint, evaluation, outputs, runlog
 from esx import distributed as dist
 from esx.build import build
 from esx.contracts import ComponentError, ContractError, RunFailed
-from esx.data import loader
-from esx.errors import DiskFullError, EsxError, NonFiniteLossError
+from esx.data import loader, train_loader
+from esx.errors import DiskFullError, NonFiniteLossError
 from esx.interfaces import Aggregator
 from esx.recipe import Recipe, dump_recipe
 from esx.runtime import FP16_EXPLAIN_SCALE, Runtime, seed_everything
@@ -77,18 +77,7 @@ class Trainer:
         if self.rt.channels_last:
             self.c.backbone.to(memory_format=torch.channels_last)
         self.module = StepModule(self.c)
-        self.model: torch.nn.Module = self.module
-        if self.rt.world.distributed:
-            if t.batch_size % self.rt.world.size:
-                n = self.rt.world.size
-                raise EsxError(
-                    f"train.batch_size {t.batch_size} is the global batch and must "
-                    f"divide among {n} processes; make it a multiple of {n}"
-                )
-            # Unused parameters are legitimate (e.g. annotator weights a target mode ignores).
-            self.model = torch.nn.parallel.DistributedDataParallel(
-                self.module, find_unused_parameters=True
-            )
+        self.model: torch.nn.Module = self.rt.wrap(self.module, t.batch_size)
 
     def _data_not_found(self, reason: str, instead: str) -> None:
         """Say why the fallback data is being built, before building it."""
@@ -113,26 +102,11 @@ class Trainer:
         if self.module.check:
             self.module.check = False  # the first batch's outputs kept every contract
         values = torch.stack([v.detach().float() for v in terms.values()]).tolist()  # one sync
-        bad = [k for k, v in zip(terms, values, strict=True) if not math.isfinite(v)]
-        if bad:
-            raise NonFiniteLossError(
-                f"step {self.step_no}: loss term {bad[0]!r} is "
-                f"{terms[bad[0]].item()}; lower train.lr or check the "
-                "data for NaN pixels"
-            )
+        NonFiniteLossError.check(dict(zip(terms, values, strict=True)), self.step_no)
         weights = {"pred": 1.0, "exp": t.lambda_exp, "gen": t.lambda_gen}
-        scaled = [v if weights[k] == 1 else weights[k] * v for k, v in terms.items()]
-        total = scaled[0]
-        for v in scaled[1:]:
-            total = total + v
+        scaled = (v if weights[k] == 1 else weights[k] * v for k, v in terms.items())
         self.opt.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(total).backward()
-            self.scaler.step(self.opt)
-            self.scaler.update()
-        else:
-            total.backward()
-            self.opt.step()
+        self.rt.optimise(functools.reduce(operator.add, scaled), self.opt, self.scaler)
         self.step_no += 1
         return {**dict(zip(terms, values, strict=True)), **agg_logs}
 
@@ -204,14 +178,7 @@ class Trainer:
         runlog.status(self.out, self.rt.world, "failed", where=where, error=str(exc))
         if not isinstance(exc, ComponentError | ContractError | DiskFullError):
             return exc
-        return RunFailed(
-            f"{exc}\n  at {where}; the traceback is in {self.out / 'run.log'}. If the cause "
-            f"is in a plugin's code, fix it and continue with: esx run --resume {self.out}. "
-            f"If it is a recipe value, fix it and start again: esx run RECIPE --out {self.out} "
-            "--overwrite (a resume keeps the run's recipe; only device, train.num_workers, "
-            "train.eval_batch_size, train.keep_last_checkpoint and eval.overlays may change, "
-            "with --set)"
-        )
+        return RunFailed(f"{exc}\n  at {where}; {checkpoint.failure_advice(self.out)}")
 
     def _start(self, resume: bool) -> None:
         """The main process writes the resolved recipe, opens run.log and says what runs."""
@@ -269,91 +236,41 @@ class Trainer:
         dist.barrier(self.rt.world)  # best.safetensors is written
         self.epoch = "evaluation"
         t = self.recipe.train
-        test = self._test_chosen(progress)
+        test = self.test_chosen(progress)
         if not self.rt.world.main:
             return {}
         full_test = loader(self.c.dataset.split("test"), t.eval_batch_size, None, t.num_workers)
         reports, tables = evaluation.component_results(self.c, full_test, self.rt.device)
-        best = loop["history"][loop["best_epoch"] - 1]
-        chosen = {
-            "best_epoch": loop["best_epoch"],
-            "select_metric": t.select_metric,
-            **{k[4:]: v for k, v in best.items() if k.startswith("val_")},
-        }
-        run = {
-            "seed": self.recipe.seed,
-            "seconds": round(time.time() - started, 1),
-            "recipe": self.source,
-        }
+        run = {"seed": self.recipe.seed, "seconds": round(time.time() - started, 1)}
+        chosen = evaluation.chosen(loop, t.select_metric)
         metrics = evaluation.write_results(
-            self.out, self.c, self.rt, test, chosen, run, reports, tables
+            self.out, self.c, self.rt, test, chosen, run | {"recipe": self.source}, reports, tables
         )
         log.info("test %s", metrics["test"])
         if not t.keep_last_checkpoint:
             (self.out / checkpoint.LAST).unlink(missing_ok=True)
         evaluation.figures(self.out, self.c, self.rt.device, self.recipe.eval.overlays, test)
-        html.write_run_page(self.out)
         return metrics
 
-    def _test_chosen(self, progress: Any) -> dict[str, Any]:
+    def test_chosen(self, progress: Any) -> dict[str, Any]:
         """Predictions and explanation metrics of the chosen checkpoint on the test split."""
         fix = f"rerun the run (esx run RECIPE --out {self.out} --overwrite)"
         self.c.load(outputs.load_state(self.out / "best.safetensors", fix))
         e = self.recipe.eval
-        return evaluation.predict(
-            self.c,
-            self.rt,
-            self._eval_loader("test"),
-            progress,
-            "test",
-            threshold=e.threshold,
-            tolerance=e.pointing_tolerance,
-        )
-
-    def remeasure(self) -> dict[str, Any]:
-        """Measure the explanations of a finished run's chosen checkpoint again, with this
-        esx's metrics, and write them into its ``metrics.json`` and ``report.html``.
-
-        The test predictions are made again on the way; when they differ from the
-        recorded ones, the folder's data or weights are not what the run used, and
-        nothing is written.
-        """
-        path = self.out / "metrics.json"
-        if not path.is_file() or not (self.out / "best.safetensors").is_file():
-            raise EsxError(
-                f"{self.out} is not a finished run (no metrics.json or best.safetensors)"
-            )
-        metrics = json.loads(path.read_text())
-        test = self._test_chosen(None)
-        recorded, now = metrics["test"].get("accuracy"), test["metrics"]["accuracy"]
-        if recorded is None or abs(recorded - now) > 1e-9:
-            raise EsxError(
-                f"{self.out}: test accuracy now {now:.6f}, recorded {recorded}; the folder's "
-                "data or weights differ from the run's, so its explanations are not re-measured"
-            )
-        metrics["explanation"] = test.get("explanation", {})
-        metrics.pop("explanations", None)
-        if len(test.get("explanations", {})) > 1:
-            metrics["explanations"] = test["explanations"]
-        metrics["run"]["explanation_measured_by"] = f"esx {__version__} (esx evaluate)"
-        outputs.write_json(path, metrics)
-        html.write_run_page(self.out)
-        return metrics
+        dl, tol = self._eval_loader("test"), e.pointing_tolerance
+        return evaluation.predict(self.c, self.rt, dl, progress, "test", e.threshold, tol)
 
     def _train_loader(self, shuffle: torch.Generator) -> Any:
-        t, split, w = self.recipe.train, self.c.dataset.split("train"), self.rt.world
-        if not w.distributed:
-            return loader(split, t.batch_size, shuffle, t.num_workers)
-        sampler = DistributedSampler(
-            split, num_replicas=w.size, rank=w.rank, shuffle=True, seed=self.recipe.seed
+        t = self.recipe.train
+        split = self.c.dataset.split("train")
+        return train_loader(
+            split, t.batch_size, shuffle, t.num_workers, self.rt.world, self.recipe.seed
         )
-        return loader(split, t.batch_size // w.size, None, t.num_workers, sampler)
 
     def _eval_loader(self, name: str) -> Any:
         t = self.recipe.train
-        return loader(
-            self.rt.shard(self.c.dataset.split(name)), t.eval_batch_size, None, t.num_workers
-        )
+        split = self.rt.shard(self.c.dataset.split(name))
+        return loader(split, t.eval_batch_size, None, t.num_workers)
 
     def _end_epoch(self, loop: dict[str, Any], shuffle: torch.Generator) -> None:
         """Log the epoch and print its line; the main process writes history.csv and
@@ -361,19 +278,11 @@ class Trainer:
         row, t = loop["history"][-1], self.recipe.train
         took, self._clock = time.time() - self._clock, time.time()
         runlog.epoch_line(self.console, row, t.epochs, t.select_metric, loop, took)
-        log.info(
-            "epoch %d %s",
-            row["epoch"],
-            " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"),
-        )
+        values = " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch")
+        log.info("epoch %d %s", row["epoch"], values)
         if not self.rt.world.main:
             return
-        keys = list(dict.fromkeys(k for row in loop["history"] for k in row))
-        outputs.write_csv(
-            self.out / "history.csv",
-            keys,
-            [[row.get(k, "") for k in keys] for row in loop["history"]],
-        )
+        runlog.write_history(self.out, loop["history"])
         checkpoint.save(
             self.out, self.c.state(), self.opt, shuffle, {**loop, "step_no": self.step_no}
         )

@@ -33,7 +33,7 @@ from esx.data import collate  # noqa: E402
 from esx.masks import vote  # noqa: E402
 from esx.plugins import registry  # noqa: E402
 from esx.recipe import load_recipe  # noqa: E402
-from esx_magi.magi import _sample  # noqa: E402
+from esx_magi.magi import crops  # noqa: E402
 from esx_magi.report import scores  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def floor(recipe_path: str, sets: list[str], limit: int | None = None) -> dict[s
             theta = magi._crop_theta(batch)
 
             def trip(x, batch=batch, theta=theta):
-                return magi.to_image(_sample(x, theta, r), batch, theta)
+                return magi.to_image(crops(x, theta, r), batch, theta)
         else:
 
             def trip(x, batch=batch):

@@ -137,6 +137,6 @@ def test_report_compares_explanation_metrics_and_refuses_unknown_ones(sweep):
     ]
     assert cmp["epg"]["n"] == 2 and cmp["epg"]["mean"] == pytest.approx(sum(diffs) / 2)
     md = (sweep / "report.md").read_text()
-    assert "## Explanations (test positives" in md and "epg_ratio" in md
+    assert "## Explanations (test images with a true mask" in md and "epg_ratio" in md
     bad = CliRunner().invoke(app, ["report", str(sweep), "--metrics", "accuracy,epgg"])
     assert bad.exit_code == 2 and "'epgg'" in bad.output and "epg_ratio" in bad.output

@@ -170,7 +170,7 @@ def test_resume_takes_only_keys_that_do_not_change_the_experiment(tmp_path, tiny
 def test_a_stale_running_status_reads_as_interrupted(tmp_path):
     import socket
 
-    from esx.report import unfinished
+    from esx.reporting.runs import unfinished
     from esx.runlog import read_status
 
     run = tmp_path / "grid" / "row" / "seed0"

@@ -11,7 +11,7 @@ from scipy import stats as sps
 
 from esx import stats
 from esx.errors import EsxError
-from esx.report import report
+from esx.reporting.report import report
 
 
 def test_paired_interval_equals_scipy():

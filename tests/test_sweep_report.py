@@ -108,7 +108,7 @@ def test_table1_recipes_cover_the_paper():
 
 
 def test_seed_specs():
-    from esx.cli import parse_seeds
+    from esx.sweep import parse_seeds
 
     assert parse_seeds(["0,1,2"]) == [0, 1, 2]
     assert parse_seeds(["0-4"]) == [0, 1, 2, 3, 4]
@@ -176,7 +176,7 @@ def test_reuse_spans_sweeps_into_one_folder(tmp_path, tiny_recipe):
 
 def test_report_reads_as_a_person_expects(tmp_path):
     """Single runs show no spread, ties are not bold, unlabelled runs are named by what ran."""
-    from esx.report import report
+    from esx.reporting.report import report
 
     def run(folder, label, acc):
         folder.mkdir(parents=True)
@@ -330,7 +330,7 @@ def test_ctrl_c_stops_a_parallel_sweep_without_starting_queued_runs(tmp_path, mo
 
 def test_report_keeps_three_significant_digits_of_small_means():
     """Table 2's MSE of a small mask is ~0.002: four decimals would hide every difference."""
-    from esx.report import _fmt
+    from esx.reporting.text import fmt as _fmt
 
     assert _fmt((0.0017231, 0.0001, 5)) == "0.00172 ± 0.00010"
     assert _fmt((0.0016941, 0.0, 1)) == "0.00169"
@@ -409,7 +409,7 @@ def test_a_sweep_warns_before_it_outgrows_the_disk(tmp_path, monkeypatch):
 def test_report_tables_plots_and_pairs_the_groups(tmp_path):
     """Runs that wrote group accuracies get a groups table (mean ± std), groups.csv and
     groups.png, and the groups pair like any metric with --metrics."""
-    from esx.report import report
+    from esx.reporting.report import report
 
     def run(folder, label, agree, disagree):
         folder.mkdir(parents=True)
@@ -438,7 +438,7 @@ def test_report_tables_plots_and_pairs_the_groups(tmp_path):
 
 
 def test_report_has_no_groups_table_for_runs_grouped_by_class_only(tmp_path):
-    from esx.report import report
+    from esx.reporting.report import report
 
     folder = tmp_path / "a" / "seed0"
     folder.mkdir(parents=True)

@@ -196,7 +196,7 @@ class Magi(Aggregator):
             observed, t, image = resize(batch.masks, r), resize(t, r), resize(batch.image, r)
         else:
             theta = self._crop_theta(batch) if theta is None else theta
-            observed, t, image = (_sample(x, theta, r) for x in (batch.masks, t, batch.image))
+            observed, t, image = (crops(x, theta, r) for x in (batch.masks, t, batch.image))
         logits, kl = self.generator(image, t)
         return logits.sigmoid(), kl, observed
 
@@ -306,8 +306,9 @@ class Magi(Aggregator):
         weights(self, out / "magi_weights.png")
 
 
-def _sample(x: Tensor, theta: Tensor, r: int) -> Tensor:
-    """The crops ``theta`` of ``x (B, C, H, W)``, bilinear, at ``(B, C, r, r)``."""
+def crops(x: Tensor, theta: Tensor, r: int) -> Tensor:
+    """The crops ``theta`` of ``x (B, C, H, W)``, bilinear, at ``(B, C, r, r)`` (public: the
+    experiments crop alike)."""
     grid = F.affine_grid(theta, (x.shape[0], x.shape[1], r, r), align_corners=False)
     return F.grid_sample(
         x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False

@@ -33,8 +33,9 @@ from esx.masks import as_tensor_mask
 from esx_phantom.annotators import AnnotatorSpec, annotate
 from esx_phantom.render import render
 
-# Pixel statistics of the rendered slices, used to standardise the images.
-_MEAN, _STD = 0.2, 0.15
+#: Pixel statistics of the rendered slices, used to standardise the images (public: the
+#: lidc_readers dataset renders with the phantom and standardises alike).
+MEAN, STD = 0.2, 0.15
 
 
 #: What ``design`` fills in for the sizes and the annotator panel a recipe does not give.
@@ -204,7 +205,7 @@ class PhantomSplit(torch.utils.data.Dataset):
             for slot, a in zip(slots, drawn, strict=True):
                 masks[slot] = every[a]
                 who[slot] = a
-        image = (torch.from_numpy(sl.image)[None] - _MEAN) / _STD
+        image = (torch.from_numpy(sl.image)[None] - MEAN) / STD
         return Sample(
             image=image,
             label=int(positive),

@@ -102,8 +102,8 @@ def lidc_readers(
     per nodule, mask sizes, inter-reader Dice (the set the lidc_readers dataset uses)."""
     import json
 
-    from esx_lidc_readers.dataset import nodule_set
     from esx_prepare.lidc_db import summarise
+    from esx_prepare.nodules import nodule_set
 
     console = Console(soft_wrap=True)
     path, ns = nodule_set(str(database) if database else None, crop, max_readers)

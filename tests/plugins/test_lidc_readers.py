@@ -20,9 +20,10 @@ from typer.testing import CliRunner
 from esx.cli import build_app
 from esx.errors import DataMissingError
 from esx.interfaces import BuildContext
-from esx_lidc_readers.dataset import LidcReaders, LidcReadersParams, nodule_set
+from esx_lidc_readers.dataset import LidcReaders, LidcReadersParams
 from esx_lidc_readers.testing import Mark, ScanSpec, circle, default_scans, write_database
 from esx_prepare import lidc, lidc_db
+from esx_prepare.nodules import nodule_set
 
 NS = "http://www.nih.gov"
 
@@ -248,7 +249,7 @@ def test_the_nodule_set_is_cached_and_rebuilt_when_options_change(db, tmp_path, 
     _, first = nodule_set(str(db), 64, 4, str(cache))
     files = list((cache / "lidc_readers").glob("*.npz"))
     assert len(files) == 1
-    from esx_lidc_readers import dataset as module
+    from esx_prepare import nodules as module
 
     module._MEMO.clear()
     monkeypatch.setattr(lidc_db, "build_nodules", lambda *a, **k: pytest.fail("rebuilt"))
