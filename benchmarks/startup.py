@@ -5,7 +5,7 @@ captum, which esx paid at start-up until components were registered by import pa
 
     python benchmarks/startup.py [--repeat 5]
 
-Prints the median wall time of each and the ratios. The promise (docs/performance.md):
+Prints the median wall time of each and the ratios. The promise (docs/explanation/performance.md):
 under 2 s on a quiet machine.
 """
 

@@ -41,7 +41,7 @@ class ContractError(EsxError, AssertionError):
         self.component, self.rule, self.received = component, rule, received
         super().__init__(
             f"{describe(component)} broke its contract: {rule}; received {received}. "
-            "The rules of each family are in docs/plugin_hooks.md"
+            "The rules of each family are in docs/reference/hooks.md"
         )
 
 

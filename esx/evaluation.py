@@ -283,14 +283,38 @@ def write_results(
     return metrics
 
 
+def _by_class(indices: list[int], label: dict[int, int]) -> list[int]:
+    """``indices`` reordered to take the classes in turn (lowest index first in each)."""
+    queues: dict[int, list[int]] = {}
+    for i in sorted(indices):
+        queues.setdefault(label[i], []).append(i)
+    out: list[int] = []
+    while any(queues.values()):
+        for k in sorted(queues, reverse=True):  # the positive class first in a binary task
+            if queues[k]:
+                out.append(queues[k].pop(0))
+    return out
+
+
+def overlay_picks(label: dict[int, int], wrong: set[int], n: int) -> list[int]:
+    """The ``n`` test images ``overlays.png`` shows: half correct predictions and half
+    mistakes where there are enough of each (the other kind fills in where there are
+    not), each kind taking the classes in turn; correct ones first."""
+    right = _by_class([i for i in label if i not in wrong], label)
+    bad = _by_class([i for i in label if i in wrong], label)
+    k_bad = min(len(bad), max(n // 2, n - len(right)))
+    k_right = min(len(right), n - k_bad)
+    return right[:k_right] + bad[:k_bad]
+
+
 def figures(
     out: Path, c: Components, device: torch.device, n: int, test: dict[str, Any] | None = None
 ) -> None:
     """``overlays.png`` of ``n`` test images and every component's figures.
 
-    Half the images are positives and half negatives; with the test predictions
-    given, each half shows mistakes first, then correct predictions, so the
-    figure never shows successes only.
+    With the test predictions given, half the images are correct predictions and half
+    mistakes where the run has both (:func:`overlay_picks`), correct ones on the left,
+    each labelled, with classes taken in turn.
     """
     if n <= 0:
         return
@@ -306,10 +330,7 @@ def figures(
         }
     else:
         label, wrong = {i: ds[i].label for i in range(len(ds))}, set()
-    order = sorted(label, key=lambda i: i not in wrong)  # mistakes first, stable
-    pos = [i for i in order if label[i] > 0][: (n + 1) // 2]
-    neg = [i for i in order if label[i] == 0][: n // 2]
-    samples = [ds[i] for i in pos + neg]
+    samples = [ds[i] for i in overlay_picks(label, wrong, n)]
     if not samples:
         return
     batch = collate(samples).to(device)

@@ -19,8 +19,8 @@ from esx.types import Batch  # noqa: E402
 def overlays(path: Path, batch: Batch, maps: Tensor, pred: Tensor, explainer: str = "") -> None:
     """One column per image: the image, the model's map over it, the true mask.
 
-    Each column is titled with its label and prediction, mistakes in red; the
-    map row has a colour bar (maps are min-max normalised to [0, 1]).
+    Each column is titled with its label and prediction, "correct" or, in red,
+    "MISTAKE"; the map row has a colour bar (maps are min-max normalised to [0, 1]).
     """
     batch = batch.to("cpu")
     n = len(batch)
@@ -56,7 +56,11 @@ def overlays(path: Path, batch: Batch, maps: Tensor, pred: Tensor, explainer: st
             ha="right",
             fontsize=10,
         )
-    fig.tight_layout(rect=(0.02, 0, 0.88, 1))  # room on the right for the colour bar
+    right_n = sum(int(batch.label[j]) == int(pred[j]) for j in range(n))
+    fig.suptitle(
+        f"{right_n} correct predictions, {n - right_n} mistakes (test images)", fontsize=11
+    )
+    fig.tight_layout(rect=(0.02, 0, 0.88, 0.96))  # room on the right for the colour bar
     if shown is not None:
         box = axes[1, -1].get_position()
         bar = fig.colorbar(shown, cax=fig.add_axes((0.9, box.y0, 0.015, box.height)))

@@ -48,8 +48,8 @@ DEFINITIONS: dict[str, str] = {
     "images": "test images whose explanations were measured",
     "class": "the class explained at evaluation (the predicted one)",
     "explainer": "the explainer whose maps were measured (eval.explainer)",
-    "cue_reliance": "accuracy where the cue agrees with the label minus accuracy where it "
-    "conflicts (lower is better)",
+    "cue_reliance": "accuracy where the dataset's cue agrees with the label minus accuracy "
+    "where it conflicts (lower is better)",
 }
 
 #: where the explanation metrics' precision and recall are meant, not the classifier's
@@ -79,3 +79,44 @@ def define(name: str, explanation: bool = False) -> str:
 def definitions(names: list[str], explanation: bool = False) -> list[tuple[str, str]]:
     """``(name, definition)`` for each name, in order, without repeats."""
     return [(n, define(n, explanation)) for n in dict.fromkeys(names)]
+
+
+#: every file a run folder may hold (``*`` stands for any name)
+RUN_FOLDER: dict[str, str] = {
+    "recipe.yaml": "the resolved recipe: every key with the value the run used (defaults "
+    "filled in, the data actually used after a fallback); `esx run --resume` reads it",
+    "status.json": "running, finished, failed or interrupted, with where it stopped, the "
+    "error, and the host and process of a running run",
+    "run.log": "the log, tracebacks included",
+    "history.csv": "one row per finished epoch: the training losses and validation metrics",
+    "best.safetensors": "the weights of the epoch chosen on validation (train.select_metric)",
+    "last.safetensors": "weights, optimiser and random states after the last finished epoch "
+    "(resumes an unfinished run; deleted when the run finishes unless "
+    "train.keep_last_checkpoint)",
+    "metrics.json": "the results (its keys below)",
+    "predictions.csv": "one row per test image: id, label, pred and the probabilities",
+    "overlays.png": "test images with the model's map and the true mask, correct and wrong "
+    "predictions side by side",
+    "report.html": "the run's page: what ran, scores with definitions, curves, tables, figures",
+    "*.png": "a component's own figures, named by the component",
+}
+
+#: the top-level keys of a run's ``metrics.json``
+METRICS_JSON: dict[str, str] = {
+    "test": "the test split's metrics from the chosen checkpoint (accuracy, auc, precision, "
+    "recall, f1, accuracy_class_<k>, accuracy_<group>, worst_group_accuracy)",
+    "validation": "the chosen epoch (best_epoch), the metric it was chosen on "
+    "(select_metric) and its validation metrics",
+    "explanation": "how the eval explainer's maps localise the true masks on the test images "
+    "with one (the explanation metrics, with their settings)",
+    "explanations": "the same per explainer, when eval.explainers names more than one",
+    "groups": "the groups of test images: who declared them, their sizes, the worst one",
+    "data": "what the data was: name, synthetic or not, splits, annotators, seeds; "
+    "fallback_from when the recipe's data was absent",
+    "run": "seed, seconds, recipe file, device, processes, precision, versions of esx and "
+    "torch, and each component's package and version",
+    "tables": "the components' tables (esx.types.Table), which esx report merges over runs",
+    "lower_is_better": "metrics (declared by whoever wrote them) where lower is better",
+    "<family>": "a component's own report (its ``report`` hook's result), under its "
+    "family's name, e.g. ``aggregator``",
+}

@@ -36,7 +36,11 @@ def _cell(v: object) -> str:
 
 
 def print_table(console: Console, table: Table) -> None:
-    """A component's :class:`~esx.types.Table`, with its note under it."""
+    """A component's :class:`~esx.types.Table`, with its note under it (empty columns left
+    out, an empty table not printed)."""
+    table = table.shown()
+    if table is None:
+        return
     out = RichTable(title=table.title)
     for col in table.columns:
         out.add_column(col)

@@ -36,8 +36,10 @@ class ComponentSpec(_Strict):
     :attr:`cls` the registered class, so :meth:`build` needs no lookup.
     """
 
-    name: str
-    params: Any = Field(default_factory=dict)
+    name: str = Field(description="a registered component's name (esx plugins lists them)")
+    params: Any = Field(
+        default_factory=dict, description="the component's parameters (reference: components)"
+    )
     _cls: Any = PrivateAttr(None)
 
     @field_validator("params", mode="before")
@@ -73,17 +75,17 @@ class DataSpec(ComponentSpec):
 
 
 class TrainSpec(_Strict):
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    epochs: int = Field(30, ge=1, description="passes over the training split")
+    batch_size: int = Field(16, ge=1, description="training images per step (all processes)")
+    lr: float = Field(1e-4, gt=0, description="Adam's learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="Adam's weight decay")
     lambda_exp: float = Field(0.1, ge=0, description="weight of the explanation loss")
     lambda_gen: float = Field(0.1, ge=0, description="weight of the aggregator's own loss")
     select_metric: Literal["accuracy", "auc", "f1", "loss"] = Field(
         "accuracy", description="validation metric that chooses the best checkpoint"
     )
-    num_workers: int = Field(0, ge=0)
-    eval_batch_size: int = Field(64, ge=1)
+    num_workers: int = Field(0, ge=0, description="data-loading processes (0: in the run's own)")
+    eval_batch_size: int = Field(64, ge=1, description="images per batch at evaluation")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="auto: bf16 on GPUs that support it, else fp16 with a loss "
@@ -114,21 +116,23 @@ class EvalSpec(_Strict):
 
 
 class Recipe(_Strict):
-    version: Literal[1] = 1
+    version: Literal[1] = Field(1, description="the recipe format's version")
     label: str | None = Field(None, description="row label in reports (default: file name)")
     group: str | None = Field(None, description="table panel in reports")
     reference: bool = Field(
         False, description="esx report compares every other row with this one, paired by seed"
     )
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    data: DataSpec
-    backbone: ComponentSpec
-    explainer: ComponentSpec
-    aggregator: ComponentSpec
-    loss: ComponentSpec
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    eval: EvalSpec = Field(default_factory=EvalSpec)
+    seed: int = Field(0, description="training seed (initialisation, order, dropout)")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: the GPU when there is one, else the CPU"
+    )
+    data: DataSpec = Field(description="the dataset (name, params, fallback)")
+    backbone: ComponentSpec = Field(description="the classifier")
+    explainer: ComponentSpec = Field(description="the explanation method trained through")
+    aggregator: ComponentSpec = Field(description="how the annotators' masks become targets")
+    loss: ComponentSpec = Field(description="the explanation-supervision loss")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="training settings")
+    eval: EvalSpec = Field(default_factory=EvalSpec, description="evaluation settings")
 
     def slots(self) -> dict[tuple[str, ...], ComponentSpec]:
         """Every component spec the recipe holds, by key path (absent optional ones left out)."""

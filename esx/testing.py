@@ -262,7 +262,7 @@ def check_resume(workdir: Any, recipe: dict[str, Any], registry: Registry | None
 
     Fails when a component keeps state that its checkpoint does not (a random generator
     of its own, a running estimate): return it from ``get_extra_state`` and take it back
-    in ``set_extra_state`` (docs/plugin_hooks.md).
+    in ``set_extra_state`` (docs/reference/hooks.md).
     """
     from esx.plugins import registry as installed
     from esx.recipe import merge, validate_recipe

@@ -28,7 +28,7 @@ class Batch:
             :attr:`esx.data.Sample.extras`). The core moves and batches them and
             never reads them; a component that reads a key documents it and must
             work when the key is absent. Keys the built-ins use are listed in
-            docs/plugin_hooks.md.
+            docs/reference/hooks.md.
     """
 
     image: Tensor
@@ -122,6 +122,24 @@ class Table:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (what ``metrics.json`` stores)."""
         return asdict(self)
+
+    def shown(self) -> Table | None:
+        """The table as esx shows it: without the columns no row has a value in (None,
+        ``""`` or ``"-"``), named in the note; None when no column after the first (which
+        names the rows) holds anything."""
+
+        def blank(c: Any) -> bool:
+            return c is None or c in ("", "-")
+
+        keep = [j for j in range(len(self.columns)) if not all(blank(r[j]) for r in self.rows)]
+        if not self.rows or not [j for j in keep if j > 0]:  # the first column names rows
+            return None
+        if len(keep) == len(self.columns):
+            return self
+        gone = [c for j, c in enumerate(self.columns) if j not in keep]
+        note = f"{self.note} (No values, so not shown: {', '.join(gone)}.)".strip()
+        rows = [[r[j] for j in keep] for r in self.rows]
+        return replace(self, columns=[self.columns[j] for j in keep], rows=rows, note=note)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Table:

@@ -1,9 +1,9 @@
-"""Put a folder's generated report into docs/results.md, between markers.
+"""Put a folder's generated report into docs/lab/table1-grids.md, between markers.
 
     python experiments/results_page.py runs/keyrows --section keyrows
 
 replaces everything between ``<!-- generated: keyrows -->`` and
-``<!-- end: keyrows -->`` in docs/results.md with the folder's ``report.md``
+``<!-- end: keyrows -->`` in docs/lab/table1-grids.md with the folder's ``report.md``
 (written by ``esx report``), its title dropped and its headings moved down
 two levels, so the page's tables are the report's, never typed by hand.
 """
@@ -15,13 +15,13 @@ import re
 import sys
 from pathlib import Path
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "lab" / "table1-grids.md"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path, help="a folder `esx report` has written report.md into")
-    ap.add_argument("--section", required=True, help="the marker's name in docs/results.md")
+    ap.add_argument("--section", required=True, help="the marker's name in the page")
     ap.add_argument("--page", type=Path, default=PAGE)
     a = ap.parse_args()
     report = a.runs / "report.md"

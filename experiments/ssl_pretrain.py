@@ -1,6 +1,6 @@
 """Warm-start a backbone on unlabelled phantom images with a self-supervised objective.
 
-The testbed search's last lever (docs/phantom.md, rule 5): users start from
+The testbed search's last lever (docs/lab/phantom-testbed-search.md, rule 5): users start from
 ImageNet weights; here a backbone is pretrained on many unlabelled phantom
 images with SimCLR (Chen et al., ICML 2020: two random views of each image,
 their projections pulled together and pushed from every other image's by the

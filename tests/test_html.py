@@ -140,3 +140,19 @@ def test_report_compares_explanation_metrics_and_refuses_unknown_ones(sweep):
     assert "## Explanations (test images with a true mask" in md and "epg_ratio" in md
     bad = CliRunner().invoke(app, ["report", str(sweep), "--metrics", "accuracy,epgg"])
     assert bad.exit_code == 2 and "'epgg'" in bad.output and "epg_ratio" in bad.output
+
+
+def test_the_run_folder_reference_names_every_file_and_key_a_run_writes(sweep):
+    """docs/reference/run-folder.md is generated from esx.glossary; a run's files and
+    metrics.json keys must all be in it."""
+    from fnmatch import fnmatch
+
+    from esx.glossary import METRICS_JSON, RUN_FOLDER
+    from esx.hookspecs import FAMILIES
+
+    for folder in (sweep / "magi" / "seed0", sweep / "base" / "seed0"):
+        for f in folder.iterdir():
+            assert any(fnmatch(f.name, pattern) for pattern in RUN_FOLDER), f.name
+        keys = json.loads((folder / "metrics.json").read_text())
+        for key in keys:
+            assert key in METRICS_JSON or (key in FAMILIES and "<family>" in METRICS_JSON), key

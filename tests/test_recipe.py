@@ -158,7 +158,7 @@ def test_base_errors_name_the_file_and_line(tmp_path, registry, tiny_recipe):
 
 
 def test_table1_rows_resolve_to_the_chosen_testbed(registry):
-    """The testbed docs/phantom.md chose lives in recipes/table1."""
+    """The testbed docs/lab/phantom-testbed-search.md chose lives in recipes/table1."""
     from esx.sweep import expand
 
     rows = expand([ROOT / "recipes" / "table1"])

@@ -23,7 +23,6 @@ import yaml
 from esx import outputs
 from esx.glossary import CLASSIFICATION, EXPLANATION, definitions
 from esx.reporting import plots, text
-from esx.reporting.tables import empty
 from esx.types import Table
 
 CSS = """
@@ -45,8 +44,14 @@ img{max-width:100%;height:auto;border:1px solid #eee}
 pre{background:#f7f7f8;padding:.6em;font-size:.8em;overflow-x:auto}
 """
 
-#: the recipe slots a run page names at its top, in order
-SLOTS = ("dataset", "backbone", "explainer", "aggregator", "loss")
+#: the recipe slots a run page names at its top, in order, with the word it uses for each
+SLOTS = {
+    "data": "dataset",
+    "backbone": "backbone",
+    "explainer": "explainer",
+    "aggregator": "aggregator",
+    "loss": "loss",
+}
 
 
 def esc(value: Any) -> str:
@@ -100,8 +105,10 @@ def glossary(names: list[str], explanation: bool = False) -> str:
 
 
 def component_table(t: Table) -> str:
-    """A component's table with its note; nothing for a table with no values."""
-    if empty(t):
+    """A component's table with its note, without empty columns; nothing for a table with
+    no values."""
+    t = t.shown()
+    if t is None:
         return ""
     note = f'<p class="note">{esc(t.note)}</p>' if t.note else ""
     return f"<h3>{esc(t.title)}</h3>" + table(t.columns, t.rows) + note
@@ -193,13 +200,14 @@ def data_banner(metrics: dict[str, Any]) -> str:
 def method(recipe: dict[str, Any]) -> str:
     """``dataset NAME · backbone NAME (arch) · ...``: what a run ran, from its recipe."""
     parts = []
-    for slot in SLOTS:
+    for slot, word in SLOTS.items():
         spec = recipe.get(slot) or {}
         if not isinstance(spec, dict) or not spec.get("name"):
             continue
         params = spec.get("params") or {}
-        detail = params.get("arch") or params.get("target") or ""
-        parts.append(f"{slot} <b>{esc(spec['name'])}</b>" + (f" ({esc(detail)})" if detail else ""))
+        detail = params.get("arch") or params.get("targets") or ""
+        name = f"{word} <b>{esc(spec['name'])}</b>"
+        parts.append(name + (f" ({esc(detail)})" if detail else ""))
     return " · ".join(parts)
 
 
@@ -299,7 +307,9 @@ def write_sweep_page(
     sections.append(("Paired comparisons", _comparisons(result, metrics)))
     sections.append(("Per run", _per_run(result)))
     for title, (t, records) in result["tables"].items():
-        content = records_table(records, ["group", "method", "runs", *t.columns])
+        content = records_table(
+            records, text.filled(records, ["group", "method", "runs", *t.columns])
+        )
         sections.append((title, content + (f'<p class="note">{esc(t.note)}</p>' if t.note else "")))
     if result["unfinished"]:
         cols = ["run", "status", "where", "error"]

@@ -89,14 +89,6 @@ def explanation_table(rows: list[Row]) -> list[dict[str, Any]]:
     ]
 
 
-def empty(t: Table) -> bool:
-    """True when a table has no rows, or none of its value cells holds anything."""
-    return (
-        not any(c is not None and c != "" and c != "-" for row in t.rows for c in row[1:])
-        or not t.rows
-    )
-
-
 def component_tables(rows: list[Row]) -> dict[str, tuple[Table, list[dict[str, Any]]]]:
     """Title -> (the first table of that title, records over rows): the ``summary`` tables of
     every run, each row's runs merged; a table empty in every run is left out."""
@@ -106,7 +98,7 @@ def component_tables(rows: list[Row]) -> dict[str, tuple[Table, list[dict[str, A
         for run in r.runs:
             for data in run.get("tables", []):
                 t = Table.from_dict(data)
-                if not t.summary or empty(t):
+                if not t.summary or t.shown() is None:
                     continue
                 merged.setdefault(t.title, (t, []))
                 for cells in t.rows:

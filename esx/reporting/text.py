@@ -71,6 +71,16 @@ def best(records: list[dict[str, Any]], columns: tuple[str, ...]) -> set[tuple[i
     return out
 
 
+def filled(records: list[dict[str, Any]], columns: list[str]) -> list[str]:
+    """The columns at least one record has a value in (a component's column that no run
+    filled is not drawn)."""
+
+    def has(v: Any) -> bool:
+        return v not in (None, "", "-") and not (isinstance(v, tuple) and not v[2])
+
+    return [c for c in columns if any(has(r.get(c)) for r in records)]
+
+
 def md_table(
     records: list[dict[str, Any]], columns: list[str], bold: tuple[str, ...] = ()
 ) -> list[str]:
@@ -220,7 +230,7 @@ def markdown(result: dict[str, Any], note: str, metrics: tuple[str, ...]) -> str
         ]
     for title, (table, records) in result["tables"].items():
         lines += ["", f"## {title}", ""]
-        lines += md_table(records, ["group", "method", "runs", *table.columns])
+        lines += md_table(records, filled(records, ["group", "method", "runs", *table.columns]))
         if table.note:
             lines += ["", table.note]
     lines += unfinished_md(result["unfinished"])

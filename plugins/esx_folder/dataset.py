@@ -1,4 +1,4 @@
-"""A dataset read from esx's folder format (documented in docs/data_format.md).
+"""A dataset read from esx's folder format (documented in docs/howto/own-data.md).
 
 ```
 ROOT/
@@ -149,7 +149,7 @@ class FolderDataset(Dataset):
         if not (self.root / "samples.csv").is_file():
             raise DataMissingError(
                 f"data.params.root: no samples.csv in {self.root}; point root at a folder in "
-                "esx's format (docs/data_format.md) or prepare one with `esx data prepare "
+                "esx's format (docs/howto/own-data.md) or prepare one with `esx data prepare "
                 "lidc|msd-pancreas --root RAW --out FOLDER`"
             )
         self._splits = self._load()

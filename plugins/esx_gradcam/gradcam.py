@@ -14,7 +14,7 @@ Departures from the reference code: no second forward per sample, no train-
 mode batch-1 pass, and the whole batch at once. Masks reach the map by
 ``mask_resize``; its default, ``area_max``, divides each area-downsampled
 mask by its largest cell as original GRADIA does, so a lesion smaller than a
-cell still has a target of 1 where it lies (docs/phantom.md shows why that
+cell still has a target of 1 where it lies (docs/lab/phantom-testbed-search.md shows why that
 matters).
 
 ``layer`` explains an inner module instead (``layer3`` of a ResNet, found by

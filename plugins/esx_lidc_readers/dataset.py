@@ -171,7 +171,7 @@ class LidcReadersSplit(torch.utils.data.Dataset):
 
 class LidcReaders(Dataset):
     """The annotation database installed with esx, read by the LIDC rules of ``esx data prepare
-    lidc``; images rendered by the phantom (docs/lidc_readers.md)."""
+    lidc``; images rendered by the phantom (docs/benchmarks/lidc_readers.md)."""
 
     Params = LidcReadersParams
 

@@ -15,11 +15,29 @@ from esx.masks import vote  # noqa: E402
 from esx.types import Batch  # noqa: E402
 
 
+def crop_box(masks: torch.Tensor, margin: float = 0.5, least: int = 16) -> tuple[int, ...]:
+    """``(top, bottom, left, right)``: a square around every set pixel of ``masks (K, H,
+    W)``, grown by ``margin`` of its side on each side and at least ``least`` pixels wide,
+    kept inside the image; the whole image when no pixel is set."""
+    h, w = masks.shape[-2:]
+    ys, xs = masks.amax(0).nonzero(as_tuple=True)
+    if len(ys) == 0:
+        return 0, h, 0, w
+    cy, cx = (int(ys.min()) + int(ys.max())) / 2, (int(xs.min()) + int(xs.max())) / 2
+    span = max(int(ys.max()) - int(ys.min()), int(xs.max()) - int(xs.min())) + 1
+    side = min(max(least, round(span * (1 + 2 * margin))), h, w)
+    top = int(min(max(0, round(cy - side / 2)), h - side))
+    left = int(min(max(0, round(cx - side / 2)), w - side))
+    return top, top + side, left, left + side
+
+
 @torch.no_grad()
 def gallery(magi, batch: Batch, path: Path) -> None:
     """Rows: annotated test positives. Columns: image, observed masks, generated masks
     per slot, noisy consensus, generated consensus, true mask. Observed and generated masks
-    share one colour map, so they compare at a glance; generated panels are titled so."""
+    share one colour map, so they compare at a glance; generated panels are titled so.
+    Every panel of a row is cropped to one square around that row's masks (observed,
+    generated and true), so masks a few pixels wide are visible."""
     magi.eval()
     rows = (batch.annotated & (batch.label > 0)).nonzero().flatten()
     if len(rows) == 0:
@@ -51,16 +69,25 @@ def gallery(magi, batch: Batch, path: Path) -> None:
         ]
         if b.truth is not None:
             panels.append(("true mask", b.truth[i, 0], "gray"))
+        top, bottom, left, right = crop_box(torch.stack([p[1] for p in panels[1:]]).float())
         for j, (title, img, cmap) in enumerate(panels):
             ax = axes[i, j]
             ax.imshow(
-                img.cpu().numpy(), cmap=cmap, vmin=None if j == 0 else 0, vmax=None if j == 0 else 1
+                img[top:bottom, left:right].cpu().numpy(),
+                cmap=cmap,
+                vmin=None if j == 0 else 0,
+                vmax=None if j == 0 else 1,
             )
             ax.axis("off")
             if i == 0 or title.startswith("missing"):
                 ax.set_title(
                     title, fontsize=9, color="red" if title.startswith("missing") else "black"
                 )
+        axes[i, 0].set_ylabel(f"rows {top}-{bottom}\ncols {left}-{right}", fontsize=7)
+        axes[i, 0].axis("on")
+        axes[i, 0].set_xticks([])
+        axes[i, 0].set_yticks([])
+    fig.suptitle("each row cropped around its masks (the crop's pixels on the left)", fontsize=9)
     fig.tight_layout()
     save_png(fig, path)
 

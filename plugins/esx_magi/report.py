@@ -98,7 +98,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
                 note="Lower MSE and BCE and higher SSIM mean closer to the true mask. 'generated' "
                 "is the vote of MAGI's generated masks, 'noisy' that of the observed ones; when "
                 "the annotators are biased the generated vote can be the worse one "
-                "(docs/magi.md discusses it).",
+                "(docs/explanation/magi.md discusses it).",
             )
         )
     slots = report.get("annotators")

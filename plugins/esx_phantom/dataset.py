@@ -39,7 +39,8 @@ MEAN, STD = 0.2, 0.15
 
 
 #: What ``design`` fills in for the sizes and the annotator panel a recipe does not give.
-#: ``testbed``: the design chosen and confirmed by the testbed search (docs/phantom.md),
+#: ``testbed``: the design chosen and confirmed by the testbed search
+#: (docs/lab/phantom-testbed-search.md),
 #: sized to a 2-core CPU: 112 px, 200/200/400 images, one accurate annotator and three who
 #: mark the look-alike or the spurious marker instead of the nodule whenever one is in the
 #: image. ``paper``: the earlier default, the paper's sizes (224 px, 100/2400/2400) and a

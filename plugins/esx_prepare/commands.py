@@ -17,7 +17,8 @@ data_app = typer.Typer(
 prepare_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
-    help="Raw downloads -> esx's folder format (docs/data_format.md); reruns skip finished cases.",
+    help="Raw downloads -> esx's folder format (docs/howto/own-data.md); reruns skip "
+    "finished cases.",
 )
 data_app.add_typer(prepare_app, name="prepare")
 

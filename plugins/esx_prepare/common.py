@@ -92,7 +92,7 @@ def parse_sizes(text: str) -> tuple[int | None, int | None, int | None]:
 
 
 class Writer:
-    """Writes prepared cases into esx's folder format (docs/data_format.md)."""
+    """Writes prepared cases into esx's folder format (docs/howto/own-data.md)."""
 
     def __init__(self, out: Path, source: str, options: dict[str, Any]) -> None:
         self.out = Path(out)

@@ -145,8 +145,8 @@ esx run recipe.yaml --out runs/{name}
 
 Edit `{package}/__init__.py`: the docstring (cite your method), the `Params`
 model (every parameter typed, with a default and a description) and the
-method itself. docs/plugin_hooks.md in esx lists the rules of each family;
-`esx.testing` (docs/testing.md) checks them.
+method itself. docs/reference/hooks.md in esx lists the rules of each family;
+`esx.testing` (docs/howto/testing-plugins.md) checks them.
 """
 
 
@@ -155,7 +155,7 @@ def new_plugin(folder: Path, family: str, name: str) -> list[Path]:
     if family not in FAMILIES:
         raise EsxError(
             f"--family {family!r}: the template covers {', '.join(FAMILIES)}; for the other "
-            "families start from the examples in docs/plugin_hooks.md"
+            "families start from the examples in docs/reference/hooks.md"
         )
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise EsxError(

@@ -1,0 +1,164 @@
+"""esx report and the pages on fabricated run folders: one row per experiment, rows told
+apart, unfinished runs listed, banners per run, the method named, metrics defined, empty
+tables and columns not drawn, precision that tells rows apart; the overlays' picks and
+MAGI's gallery crop; the run-folder reference against a real run."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+import yaml
+
+from esx.reporting.html import write_run_page
+from esx.reporting.report import report
+from esx.reporting.runs import collect
+from esx.reporting.text import column_digits, fmt
+
+
+def _run(
+    folder: Path,
+    acc: float,
+    *,
+    seed: int = 0,
+    epochs: int = 2,
+    label: str | None = None,
+    synthetic: bool = True,
+    data: str = "phantom",
+    tables: list | None = None,
+) -> Path:
+    folder.mkdir(parents=True)
+    recipe = {
+        "version": 1,
+        "seed": seed,
+        "data": {"name": data, "params": {"seed": 0}},
+        "backbone": {"name": "timm", "params": {"arch": "resnet18"}},
+        "explainer": {"name": "gradcam", "params": {}},
+        "aggregator": {"name": "magi", "params": {"targets": "consensus"}},
+        "loss": {"name": "gradia", "params": {}},
+        "train": {"epochs": epochs},
+    }
+    if label:
+        recipe["label"] = label
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    test = {"accuracy": acc, "auc": 0.7, "precision": 0.6, "recall": 0.5, "f1": 0.55}
+    metrics = {
+        "test": test,
+        "validation": {"best_epoch": 1, "select_metric": "accuracy", **test},
+        "data": {"name": data, "synthetic": synthetic},
+        "run": {"seed": seed, "seconds": 1.0},
+        "tables": tables or [],
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    rows = [f"{i},{i % 2},{i % 2 if i < 8 else 1 - i % 2},0.5" for i in range(10)]
+    (folder / "predictions.csv").write_text("id,label,pred,prob\n" + "\n".join(rows) + "\n")
+    return folder
+
+
+def test_runs_of_different_experiments_are_rows_of_their_own(tmp_path):
+    _run(tmp_path / "a" / "seed0", 0.70, epochs=1)
+    _run(tmp_path / "a" / "seed1", 0.72, seed=1, epochs=1)
+    _run(tmp_path / "a" / "seed0-e2", 0.80, epochs=2)
+    rows = collect(tmp_path)
+    assert len(rows) == 2
+    labels = sorted(r.label for r in rows)
+    assert labels == ["gradia on magi [train.epochs=1]", "gradia on magi [train.epochs=2]"]
+    assert sorted(len(r.runs) for r in rows) == [1, 2]
+
+
+def test_rows_that_share_a_label_are_told_apart_by_their_folder(tmp_path):
+    _run(tmp_path / "smoke-1", 0.70)
+    _run(tmp_path / "smoke-2", 0.71)
+    labels = sorted(r.label for r in collect(tmp_path))
+    assert labels == ["gradia on magi (smoke-1)", "gradia on magi (smoke-2)"]
+
+
+def test_the_folder_page_lists_unfinished_runs_and_bannners_by_row(tmp_path):
+    _run(tmp_path / "syn" / "seed0", 0.70, label="Synthetic row")
+    _run(tmp_path / "real" / "seed0", 0.71, label="Real row", synthetic=False, data="folder")
+    broken = tmp_path / "real" / "seed1"
+    broken.mkdir()
+    (broken / "status.json").write_text(json.dumps({"state": "failed", "error": "boom"}))
+    result = report(tmp_path, html=True)
+    page = (tmp_path / "report.html").read_text()
+    assert "Runs not finished" in page and "real/seed1" in page and "boom" in page
+    banner = re.search(r'<p class="banner">(.*?)</p>', page).group(1)
+    assert "Synthetic row" in banner and "Real row" not in banner
+    assert "| data |" in result["markdown"]  # mixed data: a column says which row is which
+    assert "What the metrics mean" in page and "harmonic mean of precision and recall" in page
+    assert "## Runs not finished" in result["markdown"]
+
+
+def test_a_real_data_folder_gets_no_synthetic_banner(tmp_path):
+    _run(tmp_path / "real" / "seed0", 0.71, synthetic=False, data="folder")
+    report(tmp_path, html=True)
+    assert 'class="banner"' not in (tmp_path / "report.html").read_text()
+
+
+def test_a_run_page_names_its_method_and_defines_its_metrics(tmp_path):
+    empty = {
+        "title": "Slots",
+        "columns": ["slot", "weight", "who"],
+        "rows": [[0, 0.25, "-"], [1, 0.75, None]],
+        "note": "",
+        "summary": True,
+    }
+    blank = {
+        "title": "Nothing here",
+        "columns": ["slot", "who"],
+        "rows": [[0, "-"], [1, None]],
+        "note": "",
+        "summary": True,
+    }
+    folder = _run(tmp_path / "r", 0.70, tables=[empty, blank])
+    page = write_run_page(folder).read_text()
+    method = re.search(r'<p class="method">(.*?)</p>', page).group(1)
+    for part in (
+        "dataset <b>phantom</b>",
+        "backbone <b>timm</b> (resnet18)",
+        "explainer <b>gradcam</b>",
+        "aggregator <b>magi</b> (consensus)",
+        "loss <b>gradia</b>",
+    ):
+        assert part in method
+    assert "<title>esx run: gradia on magi</title>" in page
+    assert "share of images whose predicted class is the label" in page
+    assert "Nothing here" not in page  # a table without values is not drawn
+    assert "Slots" in page and ">who<" not in page and "not shown: who" in page
+
+
+def test_numbers_keep_the_digits_that_tell_rows_apart():
+    small = [(0.00370, 0.0, 1), (0.00369, 0.0, 1)]  # Table 2's MSE of two rows
+    assert fmt(small[0], column_digits(small)) == "0.00370"
+    assert fmt(small[1], column_digits(small)) == "0.00369"
+    assert column_digits([0.5, 0.25]) == 4
+    assert column_digits([0.123456, 0.123459]) == 6
+
+
+def test_overlays_show_correct_and_wrong_predictions_side_by_side():
+    from esx.evaluation import overlay_picks
+
+    label = {i: i % 2 for i in range(20)}
+    wrong = set(range(10))
+    picks = overlay_picks(label, wrong, 6)
+    assert [i in wrong for i in picks] == [False, False, False, True, True, True]
+    assert {label[i] for i in picks[:3]} == {0, 1} and {label[i] for i in picks[3:]} == {0, 1}
+    assert len(overlay_picks(label, set(), 6)) == 6  # no mistakes: six correct ones
+    assert len(overlay_picks(label, set(range(19)), 6)) == 6  # one right, five wrong
+
+
+def test_the_magi_gallery_crops_around_the_masks():
+    from esx_magi.figures import crop_box
+
+    masks = torch.zeros(3, 112, 112)
+    masks[0, 50:54, 60:63] = 1
+    masks[2, 52:56, 61:65] = 1
+    top, bottom, left, right = crop_box(masks)
+    assert bottom - top == right - left == 16  # at least 16 px around a 6-px nodule
+    assert top <= 50 and bottom >= 56 and left <= 60 and right >= 65
+    assert crop_box(torch.zeros(2, 32, 32)) == (0, 32, 0, 32)
+    masks = torch.zeros(1, 40, 40)
+    masks[0, 0:30, 0:30] = 1
+    assert crop_box(masks) == (0, 40, 0, 40)  # kept inside the image
