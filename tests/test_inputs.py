@@ -94,3 +94,45 @@ def test_missing_files_and_folders(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         inputs.load_state(tmp_path / "none.safetensors")
     shutil.rmtree(tmp_path)
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+PNG = _png_bytes()
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.one_of(
+        st.binary(max_size=400),
+        st.integers(0, len(PNG) - 1).map(lambda n: PNG[:n]),  # a PNG cut short
+        st.tuples(st.integers(8, len(PNG) - 1), st.integers(0, 255)).map(
+            lambda t: PNG[: t[0]] + bytes([t[1]]) + PNG[t[0] + 1 :]  # one byte changed
+        ),
+    ),
+    suffix=st.sampled_from([".png", ".npy"]),
+)
+def test_fuzz_the_folder_datasets_image_and_mask_reader(tmp_path, data, suffix):
+    """Arbitrary, truncated or corrupted image and mask files: read_array returns an
+    array or raises a DataError naming the file, never a decoder's own exception."""
+    from esx_folder.dataset import read_array
+
+    path = tmp_path / f"mask{suffix}"
+    path.write_bytes(data)
+    try:
+        arr = read_array(path)
+    except EsxError as exc:
+        assert str(path) in str(exc)
+    else:
+        assert arr.ndim == 3

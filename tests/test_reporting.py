@@ -80,7 +80,7 @@ def test_the_folder_page_lists_unfinished_runs_and_bannners_by_row(tmp_path):
     _run(tmp_path / "real" / "seed0", 0.71, label="Real row", synthetic=False, data="folder")
     broken = tmp_path / "real" / "seed1"
     broken.mkdir()
-    (broken / "status.json").write_text(json.dumps({"state": "failed", "error": "boom"}))
+    (broken / "status.json").write_text(json.dumps({"status": "failed", "error": "boom"}))
     result = report(tmp_path, html=True)
     page = (tmp_path / "report.html").read_text()
     assert "Runs not finished" in page and "real/seed1" in page and "boom" in page

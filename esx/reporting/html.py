@@ -95,6 +95,9 @@ def table(
 
 
 def records_table(records: list[dict[str, Any]], columns: list[str]) -> str:
+    """Records as a table, without the columns no record fills (e.g. ``group`` when no
+    recipe names one)."""
+    columns = text.filled(records, columns)
     return table(columns, [[r.get(c) for c in columns] for r in records])
 
 

@@ -84,6 +84,7 @@ def filled(records: list[dict[str, Any]], columns: list[str]) -> list[str]:
 def md_table(
     records: list[dict[str, Any]], columns: list[str], bold: tuple[str, ...] = ()
 ) -> list[str]:
+    columns = filled(records, columns)
     top, digits = best(records, bold), columns_digits(records, columns)
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for i, rec in enumerate(records):
@@ -230,7 +231,7 @@ def markdown(result: dict[str, Any], note: str, metrics: tuple[str, ...]) -> str
         ]
     for title, (table, records) in result["tables"].items():
         lines += ["", f"## {title}", ""]
-        lines += md_table(records, filled(records, ["group", "method", "runs", *table.columns]))
+        lines += md_table(records, ["group", "method", "runs", *table.columns])
         if table.note:
             lines += ["", table.note]
     lines += unfinished_md(result["unfinished"])

@@ -59,9 +59,10 @@ def read_array(path: Path) -> np.ndarray:
                 arr = np.asarray(im)
                 if arr.ndim == 3:
                     arr = arr.transpose(2, 0, 1)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except Exception as exc:  # decoders raise many kinds (EOFError on an empty .npy, ...)
         raise DataError(
-            f"{path}: cannot read this file ({exc}); re-export it as PNG or .npy"
+            f"{path}: cannot read this file ({type(exc).__name__}: {exc}); re-export it as "
+            "PNG or .npy"
         ) from None
     if arr.ndim == 2:
         arr = arr[None]
