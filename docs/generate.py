@@ -4,6 +4,7 @@
 - ``reference/components.md``: every registered component with its parameters (from
   their pydantic ``Params``);
 - ``reference/recipe.md``: every recipe key (from the recipe's pydantic schema);
+- ``reference/api.md``: the hooks and each family's base class (signatures, docstrings);
 - ``reference/metrics.md`` and ``reference/run-folder.md``: from :mod:`esx.glossary`;
 - ``index.md``: the README, its links made relative to ``docs/``.
 
@@ -134,6 +135,47 @@ def recipe() -> str:
     return "\n".join(lines) + "\n"
 
 
+def interfaces() -> str:
+    """The hooks' signatures and each family's base class, from their docstrings."""
+    import inspect
+
+    from esx import hookspecs
+    from esx import interfaces as i
+    from esx import types as t
+
+    lines = [
+        NOTE + "# Hooks and base classes (API)",
+        "",
+        "The signatures and docstrings of `esx.hookspecs`, `esx.interfaces` and "
+        "`esx.types`, as the code has them; [Plugin hooks](hooks.md) explains them "
+        "with examples.",
+        "",
+        "## Hooks (`esx.hookspecs`)",
+    ]
+    for name in (*hookspecs.FAMILIES.values(), "register_commands"):
+        fn = getattr(hookspecs, name)
+        sig = str(inspect.signature(fn)).replace("'", "")
+        lines += ["", f"### `{name}{sig}`", "", inspect.getdoc(fn) or ""]
+    classes = [
+        (i, ("Params", "DataInfo", "BuildContext", "Component", "Backbone", "Explainer")),
+        (i, ("Aggregator", "AggregatorOutput", "Loss", "PixelLoss", "Dataset")),
+        (t, ("Batch", "Targets", "Table")),
+    ]
+    for module, names in classes:
+        for cname in names:
+            cls = getattr(module, cname)
+            lines += ["", f"## `{module.__name__}.{cname}`", "", inspect.getdoc(cls) or ""]
+            for mname, member in cls.__dict__.items():
+                fn = member.__func__ if isinstance(member, classmethod | staticmethod) else member
+                if mname.startswith("_") or not inspect.isfunction(fn):
+                    continue
+                sig = str(inspect.signature(fn)).replace("self, ", "").replace("(self)", "()")
+                sig = sig.replace("cls, ", "").replace("(cls)", "()").replace("'", "")
+                doc = inspect.getdoc(fn) or ""
+                lines += ["", f"### `{cname}.{mname}{sig}`", "", doc]
+    return "\n".join(lines) + "\n"
+
+
 def metrics() -> str:
     lines = [
         NOTE + "# Metrics",
@@ -184,6 +226,7 @@ PAGES = {
     "reference/cli.md": cli,
     "reference/components.md": components,
     "reference/recipe.md": recipe,
+    "reference/api.md": interfaces,
     "reference/metrics.md": metrics,
     "reference/run-folder.md": run_folder,
     "index.md": index,
