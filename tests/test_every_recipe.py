@@ -52,6 +52,8 @@ def tiny_sets(path: Path, db: Path, cache: Path) -> list[str]:
     where, name = "data", data["name"]
     if name == "folder" and data.get("fallback"):  # the prepared folder is absent here
         where, name = "data.fallback", data["fallback"]["name"]
+    if name == "panel":  # a simulated panel around another dataset: size that one
+        where, name = "data.params.of", data["params"]["of"]["name"]
     sizes = dict(TINY[name])
     if name == "lidc_readers":
         sizes |= {"database": str(db), "cache_dir": str(cache)}

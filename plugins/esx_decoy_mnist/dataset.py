@@ -105,6 +105,12 @@ class DecoyMnistParams(Params):
         description="the annotation slot: not_decoy (Ross et al.: the patch is the one wrong "
         "reason) or digit (the digit's support, the truth)",
     )
+    truth: Literal["digit", "not_decoy"] = Field(
+        "digit",
+        description="the true explanation mask: digit (the digit's support) or not_decoy "
+        "(everything but the decoy patch: Ross et al.'s right reasons, the mask RRR's "
+        "published setting supervises)",
+    )
     pixels: Literal["standardised", "unit", "raw"] = Field(
         "standardised",
         description="pixel scale fed to the model: standardised ((x/255 - 0.1307) / 0.3081), "
@@ -154,8 +160,11 @@ class DecoyMnistSplit(torch.utils.data.Dataset):
         allowed = support if params.annotation == "digit" else ~self.patch
         scaled = {"standardised": (raw / 255 - MEAN) / STD, "unit": raw / 255, "raw": raw}
         self.image = torch.from_numpy(scaled[params.pixels].astype(np.float32))[:, None]
-        self.truth = torch.from_numpy(support.astype(np.uint8))[:, None]
+        truth = support if params.truth == "digit" else ~self.patch
+        self.truth = torch.from_numpy(truth.astype(np.uint8))[:, None]
         self.masks = torch.from_numpy(allowed.astype(np.uint8))[:, None]
+        #: what a wrong annotator marks instead of the digit: the decoy patch
+        self.distractors = torch.from_numpy(self.patch.astype(np.uint8))[:, None]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -170,6 +179,7 @@ class DecoyMnistSplit(torch.utils.data.Dataset):
             mask_valid=torch.ones(1, dtype=torch.bool),
             index=i,
             truth=self.truth[i],
+            extras={"distractors": self.distractors[i]},
         )
 
 

@@ -30,7 +30,8 @@ from pydantic import Field, field_validator, model_validator
 from esx.data import Sample
 from esx.interfaces import BuildContext, DataInfo, Dataset, Params
 from esx.masks import as_tensor_mask
-from esx_phantom.annotators import AnnotatorSpec, annotate
+from esx.panels import draw
+from esx_phantom.annotators import AnnotatorSpec, distractors
 from esx_phantom.render import render
 
 #: Pixel statistics of the rendered slices, used to standardise the images (public: the
@@ -196,16 +197,9 @@ class PhantomSplit(torch.utils.data.Dataset):
         every = np.zeros_like(masks)
         who = np.full(u, -1)
         if positive and rng.random() < p.annotated_fraction:
-            drawn = [a for a in range(u) if rng.random() < p.annotators[a].p_annotate]
-            if not drawn:
-                drawn = [int(rng.integers(u))]
-            # Every annotator draws; the ones who "did not annotate" stay hidden
-            # (kept for evaluating imputation only).
-            every = np.stack([annotate(spec, sl, rng) for spec in p.annotators])
-            slots = rng.permutation(u)[: len(drawn)]
-            for slot, a in zip(slots, drawn, strict=True):
-                masks[slot] = every[a]
-                who[slot] = a
+            masks, who, every = draw(
+                p.annotators, sl.lesion, rng, distractors(sl), sl.lesion_radius
+            )
         image = (torch.from_numpy(sl.image)[None] - MEAN) / STD
         return Sample(
             image=image,
@@ -214,7 +208,11 @@ class PhantomSplit(torch.utils.data.Dataset):
             mask_valid=torch.from_numpy(who >= 0),
             index=i,
             truth=as_tensor_mask(sl.lesion[None]),
-            extras={"annotator": torch.from_numpy(who).long(), "hidden": as_tensor_mask(every)},
+            extras={
+                "annotator": torch.from_numpy(who).long(),
+                "hidden": as_tensor_mask(every),
+                "distractors": as_tensor_mask(np.stack(distractors(sl))),
+            },
         )
 
 
