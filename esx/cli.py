@@ -19,10 +19,13 @@ from esx import __version__
 from esx.errors import EsxError
 from esx.options import (
     AccountOpt,
+    CeilingOpt,
     CpusOpt,
+    CurveOpt,
     DryOpt,
     ExecutorConfigOpt,
     ExecutorOpt,
+    FloorOpt,
     GpusOpt,
     HtmlOpt,
     JobsOpt,
@@ -39,6 +42,7 @@ from esx.options import (
     ShowOpt,
     TimeOpt,
     VaryOpt,
+    VersusOpt,
     opt,
 )
 
@@ -177,13 +181,18 @@ def report_cmd(
     metrics: MetricsOpt = "accuracy,auc,f1",
     html: HtmlOpt = False,
     show: ShowOpt = None,
+    curve: CurveOpt = None,
+    floor: FloorOpt = None,
+    ceiling: CeilingOpt = None,
+    versus: VersusOpt = None,
 ) -> None:
     """Classification, paired comparisons with confidence intervals, every component's
     tables (Markdown, CSV, JSON, and with --html a page) and a plot, from a folder of runs.
     Given one run's folder with --html, rebuilds that run's report.html."""
     from esx.reporting import report
 
-    typer.echo(report.command(runs, reference or None, metrics, html, show))
+    over = report.curve_options(curve, floor, ceiling, versus)
+    typer.echo(report.command(runs, reference or None, metrics, html, show, over))
 
 
 @app.command()

@@ -84,3 +84,15 @@ ShowOpt = Annotated[
         "folder, e.g. --show 'a_magi/seed0*' (repeatable; default: each row's first run)"
     ),
 ]
+CurveOpt = Annotated[
+    str | None,
+    opt(
+        "also draw each row against a recipe key the sweep varied, e.g. --curve "
+        "data.params.level: curve.png, curve.csv and the share of the ceiling's gain kept"
+    ),
+]
+FloorOpt = Annotated[str | None, opt("the curve's floor row, by label (with --curve)")]
+CeilingOpt = Annotated[str | None, opt("the curve's ceiling row, by label (with --curve)")]
+VersusOpt = Annotated[
+    str | None, opt("a row every other is compared with at each value, paired (with --curve)")
+]

@@ -8,7 +8,7 @@ An annotator is a personality applied to the true mask of an image:
 | accurate | the truth, with light boundary noise |
 | conservative | the truth eroded (too small) |
 | aggressive | the truth dilated (too large) |
-| boundary_noisy | the MAGI paper's protocol: boundary pixels flipped in or out, repeatedly |
+| boundary_noisy | the ICCV 2023 paper's protocol: boundary pixels flipped in or out, repeatedly |
 | careless | the truth shifted off target and partly cut |
 | wrong_object | sometimes a distractor (the dataset's look-alike, cue or decoy) instead |
 | tiny | a small dot at the truth's centre |
@@ -44,7 +44,7 @@ Kind = Literal[
 ]
 
 #: the noise dials: ``wrong_object`` (how many annotators mark a distractor) and ``paper``
-#: (the MAGI paper's kind: boundary noise, too small and too large masks, missing masks)
+#: (the ICCV 2023 paper's kind: boundary noise, too small and too large masks, missing masks)
 Family = Literal["wrong_object", "paper"]
 
 
@@ -123,7 +123,7 @@ def draw(
 
     Each annotator annotates with its own chance (at least one does); every annotator
     draws, and the ones who did not annotate stay hidden in ``every`` (for evaluating
-    imputation only). ``masks (U, H, W)`` holds the drawn masks in shuffled slots (zeros
+    filling in only). ``masks (U, H, W)`` holds the drawn masks in shuffled slots (zeros
     elsewhere), ``who (U,)`` the annotator of each slot (-1: empty).
     """
     u = len(panel)
@@ -163,7 +163,7 @@ def family_panel(
     expected share of wrong masks is ``level``. Every annotator annotates with chance
     ``p_annotate``.
 
-    ``paper`` (the MAGI paper's kind of noise): boundary_noisy, conservative,
+    ``paper`` (the ICCV 2023 paper's kind of noise): boundary_noisy, conservative,
     aggressive, boundary_noisy (cycled to U), each at strength ``2 * level``, annotating
     with chance ``1 - 0.5 * level`` (half the masks missing at level 1).
     """

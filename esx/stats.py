@@ -110,3 +110,28 @@ def bootstrap_mean(
         random_state=np.random.default_rng(seed),
     )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def kept_share(
+    row: list[float],
+    floor: list[float],
+    ceiling: list[float],
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """The share of the ceiling's gain over the floor that ``row`` keeps, over paired runs:
+    ``mean(row - floor) / mean(ceiling - floor)``, with a percentile bootstrap interval that
+    resamples the pairs (a ratio has no t-interval). NaN where the ceiling's mean gain is
+    not above zero (there is nothing to keep) or there are fewer than two pairs."""
+    r, f, c = (np.asarray(x, dtype=float) for x in (row, floor, ceiling))
+    gain, got = c - f, r - f
+    if len(gain) < 2 or gain.mean() <= 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(gain), size=(resamples, len(gain)))
+    den = gain[picks].mean(1)
+    ratios = got[picks].mean(1)[den > 0] / den[den > 0]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(got.mean() / gain.mean()), float(low), float(high)

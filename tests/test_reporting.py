@@ -5,10 +5,12 @@ MAGI's gallery crop; the run-folder reference against a real run."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -162,3 +164,94 @@ def test_the_magi_gallery_crops_around_the_masks():
     masks = torch.zeros(1, 40, 40)
     masks[0, 0:30, 0:30] = 1
     assert crop_box(masks) == (0, 40, 0, 40)  # kept inside the image
+
+
+def _curve_runs(root: Path) -> dict:
+    """Baseline 0.60, Oracle 0.90 at every level; Consensus 0.90 - 0.3 * level (+ seed
+    noise): it keeps all of the gain at level 0, half at 0.5, none at 1."""
+    acc = {}
+    for row, label in (("baseline", "Baseline"), ("oracle", "Oracle"), ("consensus", "Consensus")):
+        for level in (0, 0.5, 1):
+            for seed in range(3):
+                a = {"baseline": 0.6, "oracle": 0.9, "consensus": 0.9 - 0.3 * level}[row]
+                a += 0.01 * seed
+                folder = root / row / f"seed{seed}_data.params.level={level}"
+                _run(folder, a, seed=seed, label=label)
+                recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+                recipe["data"] = {"name": "panel", "params": {"level": level, "seed": 0}}
+                (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+                acc[(label, level, seed)] = a
+    return acc
+
+
+def test_the_curve_report_gives_each_line_its_kept_share(tmp_path):
+    _curve_runs(tmp_path)
+    from typer.testing import CliRunner
+
+    from esx.cli import app
+
+    args = ["--curve", "data.params.level", "--floor", "Baseline", "--ceiling", "Oracle"]
+    res = CliRunner().invoke(
+        app, ["report", str(tmp_path), *args, "--versus", "Consensus", "--html"]
+    )
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((tmp_path / "curve.csv").open()))
+    kept = {
+        (r["line"], float(r["data.params.level"])): float(r["kept"])
+        for r in rows
+        if r["metric"] == "accuracy" and r["kept"]
+    }
+    assert kept[("Consensus", 0.0)] == pytest.approx(1.0)
+    assert kept[("Consensus", 0.5)] == pytest.approx(0.5)
+    assert kept[("Consensus", 1.0)] == pytest.approx(0.0, abs=1e-9)
+    assert kept[("Oracle", 0.5)] == pytest.approx(1.0) and kept[("Baseline", 0.5)] == 0
+    minus = {
+        float(r["data.params.level"]): float(r["minus_Consensus_mean"])
+        for r in rows
+        if r["line"] == "Oracle" and r["metric"] == "accuracy"
+    }
+    assert minus[1.0] == pytest.approx(0.3)
+    assert (tmp_path / "curve.png").stat().st_size > 5000
+    page = (tmp_path / "report.html").read_text()
+    assert ">Curve</h2>" in page and "kept share" in page
+    assert "## Curve over data.params.level" in res.output
+    # the three levels of one recipe are three rows of the ordinary tables, told apart
+    assert "Consensus [data.params.level=0.5]" in res.output
+
+
+def test_the_curve_report_refuses_an_unknown_key_or_floor(tmp_path):
+    _curve_runs(tmp_path)
+    from typer.testing import CliRunner
+
+    from esx.cli import app
+
+    bounds = ["--floor", "Baseline", "--ceiling", "Oracle"]
+    res = CliRunner().invoke(app, ["report", str(tmp_path), "--curve", "data.params.lvl", *bounds])
+    assert res.exit_code == 2 and "no run's recipe has that key" in res.output
+    res = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(tmp_path),
+            "--curve",
+            "data.params.level",
+            "--floor",
+            "Vanilla",
+            "--ceiling",
+            "Oracle",
+        ],
+    )
+    assert res.exit_code == 2 and "--floor 'Vanilla': no such line" in res.output
+    res = CliRunner().invoke(app, ["report", str(tmp_path), "--curve", "data.params.level"])
+    assert res.exit_code == 2 and "needs the rows that bound it" in res.output
+    res = CliRunner().invoke(app, ["report", str(tmp_path), "--floor", "Baseline"])
+    assert res.exit_code == 2 and "go with --curve" in res.output
+
+
+def test_kept_share_against_a_hand_computation():
+    from esx.stats import kept_share
+
+    share, low, high = kept_share([0.7, 0.8, 0.75], [0.6, 0.6, 0.6], [0.9, 1.0, 0.8])
+    assert share == pytest.approx((0.75 - 0.6) / (0.9 - 0.6))
+    assert low <= share <= high
+    assert all(map(lambda v: v != v, kept_share([0.7, 0.7], [0.8, 0.8], [0.6, 0.6])))  # NaN

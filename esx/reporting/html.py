@@ -261,6 +261,34 @@ def _comparisons(result: dict[str, Any], metrics: tuple[str, ...]) -> str:
     return content + (figure(plot, "paired differences against the reference") if plot else "")
 
 
+def _curve(root: Path, records: dict[str, list[dict[str, Any]]]) -> str:
+    """The curve's figure and, per metric, each line's mean and kept share at each value."""
+    content = figure((root / "curve.png").read_bytes(), "each line against the varied key")
+    for name, recs in records.items():
+        key = next(k for k in recs[0] if k not in ("line", "runs"))
+        rows = [
+            [
+                r["line"],
+                r[key],
+                (r[name], 0.0, r["runs"]),
+                r["low"],
+                r["high"],
+                r.get("kept"),
+                r.get("kept_low"),
+                r.get("kept_high"),
+            ]
+            for r in recs
+        ]
+        cols = ["line", key, name, "low", "high", "kept share", "kept low", "kept high"]
+        content += f"<h3>Test {esc(name)}</h3>" + table(cols, rows)
+    note = (
+        "low/high: the 95% t-interval of the mean over runs. Kept share: (line − floor) / "
+        "(ceiling − floor) over the runs the three share, with a 95% bootstrap interval over "
+        "those pairs; '-' where the ceiling is not above the floor."
+    )
+    return content + f'<p class="note">{esc(note)}</p>'
+
+
 def _per_run(result: dict[str, Any]) -> str:
     by_row: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for r in result["runs"]:
@@ -308,6 +336,8 @@ def write_sweep_page(
         cols = ["group", "method", "runs", *EXPLANATION]
         sections.append(("Explanations", records_table(result["explanations"], cols)))
     sections.append(("Paired comparisons", _comparisons(result, metrics)))
+    if result.get("curve"):
+        sections.append(("Curve", _curve(root, result["curve"]["records"])))
     sections.append(("Per run", _per_run(result)))
     for title, (t, records) in result["tables"].items():
         content = records_table(

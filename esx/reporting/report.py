@@ -7,9 +7,28 @@ from typing import Any
 
 from esx import outputs
 from esx.errors import EsxError
-from esx.reporting import plots, runs, tables, text
+from esx.reporting import curve, plots, runs, tables, text
 from esx.reporting.html import write_run_page, write_sweep_page
 from esx.reporting.tables import COMPARED, write_csv
+
+#: ``(key, floor, ceiling, versus)`` of ``esx report --curve``
+Curve = tuple[str, str, str, str | None]
+
+
+def curve_options(
+    key: str | None, floor: str | None, ceiling: str | None, versus: str | None
+) -> Curve | None:
+    """``--curve`` and its rows, checked: a curve needs its floor and ceiling rows."""
+    if key is None:
+        if floor or ceiling or versus:
+            raise EsxError("--floor, --ceiling and --versus go with --curve KEY")
+        return None
+    if not (floor and ceiling):
+        raise EsxError(
+            f"--curve {key} needs the rows that bound it, by label: --floor LABEL (no "
+            "guidance, e.g. a Baseline row) and --ceiling LABEL (the true masks)"
+        )
+    return key, floor, ceiling, versus
 
 
 def _check_metrics(root: Path, rows: list[runs.Row], metrics: tuple[str, ...]) -> None:
@@ -83,18 +102,25 @@ def report(
     metrics: tuple[str, ...] = COMPARED,
     html: bool = False,
     show: list[str] | None = None,
+    curve_over: Curve | None = None,
 ) -> dict[str, Any]:
     """Write ``report.md``, ``table1.csv`` (classification), ``comparisons.csv`` (paired
     differences against the reference rows), ``runs.csv`` (each run with its interval over
     test images), one CSV per component table, ``report.json`` with all of them, and
     ``table1.png`` under ``root`` (with ``html``, also ``report.html`` embedding the
-    figures of the runs ``show`` selects); return the Markdown, the records and the names
-    of the files written."""
+    figures of the runs ``show`` selects; with ``curve_over``, ``curve.png``, ``curve.csv``
+    and a section on the curve over that key); return the Markdown, the records and the
+    names of the files written."""
     result = collect(root, references, metrics)
     note = _note(root, result["rows"])
     result["markdown"] = text.markdown(result, note, metrics)
+    if curve_over is not None:
+        result["curve"] = curve.write(root, result["rows"], *curve_over)
+        result["markdown"] += result["curve"]["markdown"]
     outputs.write_text(root / "report.md", result["markdown"])
     result["written"] = _write_files(root, result, metrics)
+    if curve_over is not None:
+        result["written"] += ["curve.png", "curve.csv", "curve.md"]
     if html:
         shown = runs.shown_runs(root, result["rows"], show)
         write_sweep_page(root, result, note, metrics, shown)
@@ -108,6 +134,7 @@ def command(
     metrics: str,
     html: bool,
     show: list[str] | None,
+    curve_over: Curve | None = None,
 ) -> str:
     """``esx report``: what it prints. Given one run's folder with ``html``, that run's
     page is rebuilt."""
@@ -118,5 +145,5 @@ def command(
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
     if not chosen:
         raise EsxError("--metrics: name at least one metric, e.g. --metrics accuracy,epg")
-    result = report(root, references, chosen, html=html, show=show)
+    result = report(root, references, chosen, html=html, show=show, curve_over=curve_over)
     return f"{result['markdown']}\nwritten under {root}: {', '.join(result['written'])}"

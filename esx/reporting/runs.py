@@ -26,10 +26,9 @@ from esx.runlog import read_status
 LOWER_IS_BETTER_KEY = "lower_is_better"
 
 #: recipe keys that do not make two runs different experiments: the pairing variables (seed,
-#: data draw), report labels, and where and how a run computed
+#: data draw: any ``data.*.seed``), report labels, and where and how a run computed
 NOT_EXPERIMENT = (
     "seed",
-    "data.params.seed",
     "label",
     "group",
     "reference",
@@ -55,6 +54,8 @@ class Row:
     experiment: dict[str, Any] = field(default_factory=dict)
     #: whether the runs' data was synthetic (True, False, or None when mixed)
     synthetic: bool | None = None
+    #: the label before rows were told apart (the recipe's label, or what it ran)
+    name: str = ""
 
     def by_pair(self) -> dict[str, dict[str, Any]]:
         return {f.name: run for f, run in zip(self.folders, self.runs, strict=True)}
@@ -80,9 +81,15 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _draw(key: str) -> bool:
+    """A data draw's seed (``data.params.seed``, ``data.params.of.params.seed``, ...)."""
+    return key.startswith("data.") and key.endswith(".seed")
+
+
 def experiment(recipe: dict[str, Any]) -> dict[str, Any]:
-    """What a run computed: its resolved recipe, flattened, without :data:`NOT_EXPERIMENT`."""
-    return {k: v for k, v in flatten(recipe).items() if k not in NOT_EXPERIMENT}
+    """What a run computed: its resolved recipe, flattened, without :data:`NOT_EXPERIMENT`
+    and the data draw's seeds."""
+    return {k: v for k, v in flatten(recipe).items() if k not in NOT_EXPERIMENT and not _draw(k)}
 
 
 def collect(root: Path) -> list[Row]:
@@ -95,7 +102,8 @@ def collect(root: Path) -> list[Row]:
         recipe = yaml.safe_load(recipe_path.read_text()) if recipe_path.is_file() else {}
         exp = experiment(recipe or {})
         ident = (key, json.dumps(exp, sort_keys=True, default=str))
-        fresh = Row(key, _label(recipe, key), recipe.get("group") or "", experiment=exp)
+        label = _label(recipe, key)
+        fresh = Row(key, label, recipe.get("group") or "", experiment=exp, name=label)
         row = rows.setdefault(ident, fresh)
         row.reference |= bool(recipe.get("reference"))
         row.epochs.add(int(recipe.get("train", {}).get("epochs", 0)))
