@@ -33,16 +33,19 @@ def lidc_db(tmp_path_factory) -> Path:
     return write_database(tmp_path_factory.mktemp("lidc") / "lidc.sqlite")
 
 
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        both = isinstance(v, dict) and isinstance(out.get(k), dict)
+        out[k] = _merge(out[k], v) if both else v
+    return out
+
+
 def _raw(path: Path) -> dict:
     """The recipe as YAML gives it, its bases merged (enough to read its dataset's name)."""
     data = yaml.safe_load(path.read_text())
     if "base" in data:
-        base = _raw(path.parent / data.pop("base"))
-        for k, v in data.items():
-            base[k] = (
-                {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-            )
-        return base
+        return _merge(_raw(path.parent / data.pop("base")), data)
     return data
 
 
