@@ -10,9 +10,11 @@ reader's mask). Crops are ``crop`` pixels of the scan's own pixel grid around
 the nodule (the paper's 224), scaled to ``image_size``.
 
 The CT pixels are not in the database, so each image is rendered by the
-phantom's anatomy: a positive holds a nodule whose shape *is* the truth mask
-(moved as a whole to a place in a lung, with the readers' masks moved
-likewise), with the phantom's contrast and margin blur; a negative is a
+phantom's anatomy: a positive holds a nodule whose shape is, by default, the truth
+mask (``drawn: truth``; ``reader`` draws one reader's contour and ``smoothed_union``
+the readers' smoothed union instead, shapes the consensus only approximates), moved
+as a whole to a place in a lung with the readers' masks moved likewise, with the
+phantom's contrast and margin blur; a negative is a
 phantom slice with no nodule. The look-alikes and the spurious cue are the
 phantom's options. ``metrics.json`` records ``annotations: LIDC-IDRI readers``
 and ``images: synthetic``.
@@ -26,11 +28,12 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from pydantic import Field, field_validator
+from scipy import ndimage
 
 from esx.data import Sample
 from esx.errors import DataError
@@ -58,6 +61,13 @@ class LidcReadersParams(Params):
     boundary_noise: int = Field(2, ge=0, description="passes of the paper's boundary noise")
     seed: int = Field(0, description="data seed: split, boundary noise, rendering")
     lesion_contrast: tuple[float, float] = Field((0.35, 0.6), description="nodule brightness")
+    drawn: Literal["truth", "reader", "smoothed_union"] = Field(
+        "truth",
+        description="the shape the image draws a nodule with: truth (the readers' 50% "
+        "consensus itself, so a model that reads the image can recover the truth), reader "
+        "(one reader's contour, drawn per nodule) or smoothed_union (the readers' union, "
+        "smoothed); the truth stays the 50% consensus",
+    )
     lesion_blur: tuple[float, float] = Field(
         (0.4, 1.4), description="margin blur (Gaussian sigma), px at 224"
     )
@@ -130,11 +140,13 @@ class LidcReadersSplit(torch.utils.data.Dataset):
         rng, positive, lookalike, cue = self._draws(i)
         masks = np.zeros((u, size, size), bool)
         valid = np.zeros(u, bool)
-        shape = None
+        shape = truth = None
         if positive:
             k = self.items[i][0]
             nodule = self.o.nodules.nodules[k]
-            shape = self.o.truth[k]
+            shape = truth = self.o.truth[k]
+            if p.drawn != "truth":
+                shape = _drawn_shape(nodule, p.drawn, size, p.seed, k)
             # The paper's noise on each reader's mask, in the scan's pixels, seeded by the
             # nodule (not the split), then scaled as the truth was.
             noise_rng = np.random.default_rng([p.seed, nodule.scan, nodule.slice, k])
@@ -158,6 +170,7 @@ class LidcReadersSplit(torch.utils.data.Dataset):
         )
         if positive:
             masks = np.stack([shift_mask(m, sl.shift) for m in masks])
+        lesion = sl.lesion if p.drawn == "truth" or truth is None else shift_mask(truth, sl.shift)
         image = (torch.from_numpy(sl.image)[None] - MEAN) / STD
         return Sample(
             image=image,
@@ -165,8 +178,24 @@ class LidcReadersSplit(torch.utils.data.Dataset):
             masks=as_tensor_mask(masks),
             mask_valid=torch.from_numpy(valid),
             index=i,
-            truth=as_tensor_mask(sl.lesion[None]),
+            truth=as_tensor_mask(lesion[None]),
         )
+
+
+def _drawn_shape(nodule: Any, drawn: str, size: int, seed: int, k: int) -> np.ndarray:
+    """The shape a nodule is drawn with when it is not the truth: one reader's contour
+    (chosen by the data seed and the nodule) or the readers' union, smoothed (a Gaussian
+    of σ one pixel of the image, thresholded at one half), at the image's size."""
+    clean = nodule.clean()
+    if drawn == "reader":
+        pick = int(
+            np.random.default_rng([seed, nodule.scan, nodule.slice, k, 7]).integers(len(clean))
+        )
+        shape = _scale(clean[pick][None], size)[0]
+    else:
+        union = _scale(np.any(np.stack(clean), axis=0)[None], size)[0].astype(float)
+        shape = ndimage.gaussian_filter(union, 1.0) >= 0.5
+    return shape if shape.any() else _scale(nodule.truth()[None], size)[0]
 
 
 class LidcReaders(Dataset):

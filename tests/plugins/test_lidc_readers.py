@@ -286,3 +286,28 @@ def test_installed_database_nodules_and_readers_histogram_command():
     summary = json.loads(res.output)
     assert summary["nodules"] == 2627 and summary["ambiguous_groups_left_out"] == 20
     assert summary["readers_per_nodule"] == {"1": 773, "2": 484, "3": 478, "4": 892}
+
+
+@pytest.mark.parametrize("drawn", ["reader", "smoothed_union"])
+def test_a_nodule_drawn_with_another_shape_keeps_the_consensus_as_its_truth(db, tmp_path, drawn):
+    """drawn: reader / smoothed_union: the image draws another shape on some nodule, and
+    the truth is still the readers' 50% consensus (its area unchanged by the move)."""
+    from esx_lidc_readers.dataset import _drawn_shape
+
+    same = _dataset(db, tmp_path)
+    other = _dataset(db, tmp_path, drawn=drawn)
+    split = other.split("train")
+    shapes_differ = 0
+    for i in range(len(split)):
+        s = split[i]
+        if s.label != 1:
+            continue
+        k = split.items[i][0]
+        consensus = other.truth[k]
+        assert int(s.truth.sum()) == int(consensus.sum())  # the truth, moved whole
+        shape = _drawn_shape(other.nodules.nodules[k], drawn, 48, 0, k)
+        shapes_differ += int(not np.array_equal(shape, consensus))
+    assert shapes_differ > 0
+    assert any(
+        not torch.equal(same.split("train")[i].image, split[i].image) for i in range(len(split))
+    )
