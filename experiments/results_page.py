@@ -23,11 +23,13 @@ def main() -> int:
     ap.add_argument("runs", type=Path, help="a folder `esx report` has written report.md into")
     ap.add_argument("--section", required=True, help="the marker's name in the page")
     ap.add_argument("--page", type=Path, default=PAGE)
+    ap.add_argument("--file", default="report.md", help="the generated file (curve.md: a curve)")
     a = ap.parse_args()
-    report = a.runs / "report.md"
+    report = a.runs / a.file
     if not report.is_file():
         sys.exit(f"{report} does not exist: run `esx report {a.runs}` first")
-    body = report.read_text().split("\n", 1)[1].strip()  # without "# Results"
+    text = report.read_text()
+    body = text.split("\n", 1)[1].strip() if text.startswith("# ") else text.strip()
     body = re.sub(r"^(#+) ", lambda m: "#" * (len(m[1]) + 2) + " ", body, flags=re.M)
     page = a.page.read_text()
     start, end = f"<!-- generated: {a.section} -->", f"<!-- end: {a.section} -->"
