@@ -15,7 +15,7 @@ from esx_aggregators.em import Em
 from esx_aggregators.meanloss import MeanLoss
 from esx_aggregators.oracle import Oracle
 from esx_aggregators.random_mask import RandomMask
-from esx_aggregators.staple import Staple
+from esx_aggregators.staple import Staple, staple
 
 CTX = BuildContext(DataInfo("t", True, 1, 2, (8, 8), 4, True))
 
@@ -56,6 +56,14 @@ def test_em_rows_without_masks_are_unsupervised():
     assert set(out.masks.unique().tolist()) <= {0.0, 1.0}
 
 
+def _itk_staple(sitk, masks: np.ndarray) -> np.ndarray:
+    f = sitk.STAPLEImageFilter()
+    f.SetForegroundValue(1.0)
+    f.SetMaximumIterations(100)
+    ref = f.Execute([sitk.GetImageFromArray(m.astype(np.uint8)) for m in masks])
+    return sitk.GetArrayFromImage(ref)
+
+
 def test_staple_equals_simpleitk_and_guards_empty_images():
     sitk = pytest.importorskip("SimpleITK")
     b = tiny_batch(b=4, annotators=4, size=16)
@@ -66,13 +74,53 @@ def test_staple_equals_simpleitk_and_guards_empty_images():
         if not valid.any() or b.masks[i][valid].sum() == 0:
             assert out[i].sum() == 0
             continue
-        f = sitk.STAPLEImageFilter()
-        f.SetForegroundValue(1.0)
-        f.SetMaximumIterations(100)
-        ref = f.Execute(
-            [sitk.GetImageFromArray(m.numpy().astype(np.uint8)) for m in b.masks[i][valid]]
-        )
-        assert np.allclose(out[i, 0].numpy(), sitk.GetArrayFromImage(ref), atol=1e-6)
+        ref = _itk_staple(sitk, b.masks[i][valid].numpy())
+        assert np.allclose(out[i, 0].numpy(), ref, atol=1e-9)
+
+
+def test_staple_equals_simpleitk_on_noisy_panels_batched():
+    """Noisy, outlier and missing masks, all images of the batch at once against ITK one
+    image at a time (its start, updates and per-image stopping rule)."""
+    sitk = pytest.importorskip("SimpleITK")
+    rng = np.random.default_rng(0)
+    n, u, size = 60, 4, 16
+    masks = np.zeros((n, u, size, size))
+    valid = np.zeros((n, u), bool)
+    for i in range(n):
+        truth = np.zeros((size, size))
+        side = rng.integers(2, 8)
+        truth[3 : 3 + side, 4 : 4 + side] = 1
+        for j in range(u):
+            m = np.where(rng.random((size, size)) < rng.uniform(0, 0.2), 1 - truth, truth)
+            if rng.random() < 0.2:  # an annotator who marks another object
+                m = np.zeros((size, size))
+                m[10:14, 10:14] = 1
+            masks[i, j] = m
+        valid[i, : rng.integers(1, u + 1)] = True
+    post = staple(torch.tensor(masks, dtype=torch.float32), torch.tensor(valid))
+    worst = max(
+        np.abs(post[i].numpy() - _itk_staple(sitk, masks[i][valid[i]])).max() for i in range(n)
+    )
+    assert worst < 1e-9
+
+
+def test_staple_hand_cases():
+    # two masks that agree: the posterior is the mask (p = q = 1 after one step)
+    m = torch.zeros(1, 2, 4, 4)
+    m[0, :, 1:3, 1:3] = 1
+    assert torch.equal(staple(m, torch.ones(1, 2, dtype=torch.bool))[0], m[0, 0].double())
+    # every mask full: ITK divides 0 by 0; the target is the masks' mean (all ones)
+    full = torch.ones(1, 3, 4, 4)
+    assert torch.equal(
+        staple(full, torch.ones(1, 3, dtype=torch.bool)), torch.ones(1, 4, 4).double()
+    )
+    # a missing mask does not count: the one valid mask is the target
+    m2 = m.clone()
+    m2[0, 1] = 1 - m2[0, 1]
+    out = staple(m2, torch.tensor([[True, False]]))
+    assert torch.equal(out[0], m[0, 0].double())
+    with pytest.raises(DataError, match="up to 62 masks"):
+        staple(torch.zeros(1, 63, 2, 2), torch.ones(1, 63, dtype=torch.bool))
 
 
 def test_consensus_weights_only_annotated():
