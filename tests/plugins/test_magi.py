@@ -112,6 +112,26 @@ def test_residual_adds_the_scaled_vote_to_the_logits():
     assert torch.allclose(a - b, (3.0 * (2 * t - 1)).expand_as(a))
 
 
+def test_channels_last_head_computes_the_same_logits_and_gradients():
+    torch.manual_seed(0)
+    image, t = torch.randn(3, 1, 16, 16), (torch.rand(3, 1, 16, 16) > 0.5).float()
+    g = _magi().generator.eval()
+    out = {}
+    for layout in (False, True):
+        g.channels_last = layout
+        g.zero_grad()
+        logits, kl = g(image, t)
+        (logits.sigmoid().mean() + kl.mean()).backward()
+        grads = [p.grad.clone() for p in g.parameters()]
+        out[layout] = (logits.detach(), grads)
+    assert out[True][0].is_contiguous()  # reshaped back to (B, U, R, R) for the loss
+    assert torch.allclose(out[True][0], out[False][0], atol=1e-5)
+    for a, b in zip(out[True][1], out[False][1], strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    # the weights keep their layout (checkpoints store them as they are)
+    assert all(p.is_contiguous() for p in g.parameters())
+
+
 def test_unknown_skip_is_a_recipe_error():
     from pydantic import ValidationError
 
