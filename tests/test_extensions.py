@@ -78,3 +78,43 @@ def test_third_party_command_and_report_table(tmp_path, tiny_recipe):
     md = (tmp_path / "runs" / "report.md").read_text()
     assert "## Union coverage" in md and "Annotated test images the union" in md
     assert (tmp_path / "runs" / "union_coverage.csv").is_file()
+
+
+def test_a_third_party_aggregator_joins_the_noise_curve_with_one_recipe(tmp_path):
+    """docs/benchmarks/noise_curve.md: a recipe that names the curve's base and the
+    plugin's aggregator is one more line of the curve, beside the built-in rows."""
+    from conftest import ROOT
+
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, "esx-union", "union", "esx_union_mod", PLUGIN)
+    mine = tmp_path / "my_rows" / "union.yaml"
+    mine.parent.mkdir()
+    base = ROOT / "recipes" / "noise_curve" / "_base.yaml"
+    mine.write_text(f"base: {base}\nlabel: Union\naggregator: {{name: union_cov}}\n")
+    curve = ROOT / "recipes" / "noise_curve"
+    small = ["n_train=60", "n_val=30", "n_test=30"]
+    sets = [f"data.params.of.params.{s}" for s in small] + ["train.epochs=1", "eval.overlays=0"]
+    out = tmp_path / "runs"
+    sweep = esx_cli(
+        [
+            "sweep", str(curve / "baseline.yaml"), str(curve / "oracle.yaml"), str(mine),
+            "--vary", "data.params.level=0,1", "--out", str(out),
+            *[a for s in sets for a in ("--set", s)],
+        ],
+        site,
+    )  # fmt: skip
+    assert sweep.returncode == 0, sweep.stdout + sweep.stderr
+    rep = esx_cli(
+        [
+            "report", str(out), "--curve", "data.params.level", "--floor", "Baseline",
+            "--ceiling", "Oracle", "--versus", "Union", "--metrics", "accuracy",
+        ],
+        site,
+    )  # fmt: skip
+    assert rep.returncode == 0, rep.stdout + rep.stderr
+    import csv
+
+    rows = list(csv.DictReader((out / "curve.csv").open()))
+    union = {float(r["data.params.level"]) for r in rows if r["line"] == "Union"}
+    assert union == {0.0, 1.0}
