@@ -174,3 +174,32 @@ def test_bad_panels_are_refused_with_the_reason(registry):
             yaml.safe_dump(recipe(params), f)
         with pytest.raises(RecipeError, match=words):
             load_recipe(f.name, registry)
+
+
+def test_the_panel_dataset_annotates_a_folder_dataset_from_its_truth_masks(registry, tmp_path):
+    """Your own data: a folder dataset with a truth/ mask per image is annotated by the
+    panel (at level 0 every mask is the truth); one without truth masks is refused."""
+    import torch
+
+    from esx.errors import DataError
+    from esx.interfaces import BuildContext
+
+    from conftest import make_folder
+
+    root = make_folder(tmp_path / "data")
+    cls = registry.get("dataset", "panel")
+    of = {"name": "folder", "params": {"root": str(root)}}
+    ds = cls(cls.Params.model_validate({"of": of, "level": 0.0}), BuildContext())
+    annotated = 0
+    for s in (ds.split("train")[i] for i in range(4)):
+        for u in range(4):
+            if s.mask_valid[u]:
+                annotated += 1
+                assert torch.equal(s.masks[u], s.truth[0])
+    assert annotated > 0
+    for f in (root / "truth").iterdir():
+        f.unlink()
+    (root / "truth").rmdir()
+    with pytest.raises(DataError, match="true mask"):
+        ds = cls(cls.Params.model_validate({"of": of, "level": 0.0}), BuildContext())
+        ds.split("train")[0]
