@@ -87,7 +87,8 @@ def staple(
     d = ((patterns[:, None] >> torch.arange(u, device=masks.device)) & 1).double().T  # (U, P)
     d = d[None].expand(b, -1, -1)
     v = valid[..., None].double()
-    post = _mean(d, v)  # (B, P)
+    mean = _mean(d, v)  # (B, P)
+    post = mean
     prior = (count * post).sum(-1, keepdim=True) / (h * w)
     annotated = (marks.flatten(1)).any(1)
     done = ~annotated  # no foreground: zero target, no iterations
@@ -95,7 +96,7 @@ def staple(
     for _ in range(max_iterations):
         p, q = _rates(post, d, count)
         new = _posterior(prior, p, q, d, v)
-        new = torch.where(new.isnan(), _mean(d, v), new)
+        new = torch.where(new.isnan(), mean, new)
         post = torch.where(done[:, None], post, new)
         rates = torch.cat([p, q], 1).masked_fill(~valid.repeat(1, 2), 0.0)
         if last is not None:
