@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# MAGI's rows of the noise curve and of question 2 (docs/benchmarks/noise_curve.md) on one
+# lent GPU, in one call of at most 9 minutes. A MAGI run there takes about 7 minutes on one
+# thread of the 2-core CPU that runs the other rows; on the GPU machine JOBS one-thread runs
+# share the GPU. The sweeps go in the order that answers the most first, each stopped at
+# the DEADLINE (seconds from the start; a stopped sweep loses only its unfinished runs):
+#   1. the device check: the Consensus row at level 0.25 on the GPU, into its own folder
+#      (noise_curve_gpu_check), to be paired with the same runs on the CPU;
+#   2. both MAGI rows of the curve at level 0.25, then 0.5 (where noise costs);
+#   3. both MAGI rows of question 2 (recipes/one_marker);
+#   4. both MAGI rows of the curve at levels 0, 0.75 and 1.
+# The finished runs' small files (metrics, history, predictions, recipe, log) come back as
+# OUT/noise_curve_gpu.tar.gz, laid out as this machine's runs/ folder; unpack it there and
+# the sweeps on this machine skip those runs:
+#   tar xzf noise_curve_gpu.tar.gz -C runs
+# Then report as the page says. OUT/timeline.txt times each step; OUT/sweeps.log is the
+# sweeps' output. Where esx is not installed (a bare GPU machine), the script installs it
+# without an index: the packages that machine lacks travel as wheels in .whl/ (see
+# docs/lab/2026-12-03-noise-curve-magi.md for the download command).
+#
+#   bash experiments/noise_curve_gpu.sh OUT           # on the GPU machine
+#   bash experiments/noise_curve_gpu.sh OUT --tiny    # anywhere: toy sizes on the CPU (CI)
+#
+# Environment: DRAWS (data draws, default 0-2, the search; 10-14 confirms), SEEDS (0-4),
+# JOBS (runs at once, default 14), DEADLINE (default 480).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?usage: bash experiments/noise_curve_gpu.sh OUT [--tiny]}
+tiny=${2:-}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+start=$(date +%s)
+stamp() { echo "[$(($(date +%s) - start)) s] $*" | tee -a "$out/timeline.txt"; }
+
+if ! python3 -c "import esx" 2>/dev/null; then
+  stamp "installing esx and the wheels in .whl/ without an index"
+  # Into a folder of its own (the machine's environment may be read-only): the wheels,
+  # then esx itself (its plugins' entry points with it), built with the machine's setuptools.
+  wheels=()
+  if compgen -G ".whl/*.whl" >/dev/null; then wheels=(.whl/*.whl); fi
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --no-build-isolation --upgrade --target /tmp/site "${wheels[@]}" .
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+draws=${DRAWS:-0-2}
+seeds=${SEEDS:-0-4}
+jobs=${JOBS:-14}
+deadline=${DEADLINE:-480}
+sets=()
+if [ "$tiny" = "--tiny" ]; then
+  draws=0; seeds=0; jobs=2; deadline=${DEADLINE:-300}
+  sets=(--set data.params.of.params.n_train=60 --set data.params.of.params.n_val=30
+        --set data.params.of.params.n_test=30 --set train.epochs=1 --set train.batch_size=32)
+fi
+stamp "$(python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())")"
+runs="$out/runs"
+mkdir -p "$runs"
+
+# One sweep: its folder under runs/, then esx sweep's arguments; skipped past the deadline.
+sweep() {
+  local folder=$1
+  shift
+  local left=$((deadline - ($(date +%s) - start)))
+  if [ "$left" -lt 30 ]; then
+    stamp "skipped (deadline): $folder $*"
+    return 0
+  fi
+  stamp "sweep into $folder: $*"
+  timeout -s INT "$left" python3 -m esx sweep "$@" --seeds "$seeds" --jobs "$jobs" \
+    --out "$runs/$folder" "${sets[@]}" >>"$out/sweeps.log" 2>&1 \
+    || stamp "sweep ended early (exit $?): $folder"
+}
+
+curve=(recipes/noise_curve/magi.yaml recipes/noise_curve/magi_weighted.yaml)
+draw=(--vary "data.params.of.params.seed=$draws")
+sweep noise_curve_gpu_check recipes/noise_curve/consensus.yaml \
+  --vary data.params.level=0.25 "${draw[@]}"
+for level in 0.25 0.5; do
+  sweep noise_curve "${curve[@]}" --vary "data.params.level=$level" "${draw[@]}"
+done
+sweep one_marker recipes/one_marker/magi.yaml recipes/one_marker/magi_weighted.yaml "${draw[@]}"
+for level in 0 0.75 1; do
+  sweep noise_curve "${curve[@]}" --vary "data.params.level=$level" "${draw[@]}"
+done
+
+# The finished runs' small files, and a count per row.
+(cd "$runs" && find . -name metrics.json | sed 's|/metrics.json$||' | sort) >"$out/finished.txt"
+stamp "finished runs: $(wc -l <"$out/finished.txt")"
+(cd "$runs" && awk -F/ '{print $2 "/" $3}' "$out/finished.txt" | sort | uniq -c) \
+  | tee -a "$out/timeline.txt"
+(cd "$runs" && while read -r run; do
+  for f in metrics.json history.csv predictions.csv recipe.yaml run.log status.json; do
+    [ -f "$run/$f" ] && echo "$run/$f"
+  done
+done <"$out/finished.txt") >"$out/files.txt"
+tar czf "$out/noise_curve_gpu.tar.gz" -C "$runs" -T "$out/files.txt"
+rm -rf "$runs" "$out/files.txt"
+stamp "done: $out/noise_curve_gpu.tar.gz"
+# At toy sizes every run must finish (1 device check + 2 rows x 5 levels + 2 of question 2).
+if [ "$tiny" = "--tiny" ] && [ "$(wc -l <"$out/finished.txt")" -ne 13 ]; then
+  echo "error: $(wc -l <"$out/finished.txt") of 13 toy runs finished; see $out/sweeps.log" >&2
+  exit 1
+fi
