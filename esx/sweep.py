@@ -404,6 +404,9 @@ def _sort(planned: list[Job], finished: dict[str, Path]) -> tuple[list, list, li
     for job in planned:
         key = experiment_key(job.recipe)
         if (job.folder / "metrics.json").is_file():
+            # A claim left in a finished run is stale: its worker was killed between the
+            # run's end and the claim's removal (a cluster's worker dies with its sweep).
+            (job.folder / executors.CLAIM).unlink(missing_ok=True)
             finished.setdefault(key, job.folder)
             skipped.append(f"skip {job.recipe_path.stem} {job.folder.name}: finished")
         elif key in finished:

@@ -149,6 +149,20 @@ def test_running_elsewhere_reads_the_claim(tmp_path):
     assert not executors.running_elsewhere(folder, opts)  # silent for too long
 
 
+def test_a_finished_runs_stale_claim_is_removed_when_the_sweep_skips_it(tmp_path):
+    """A worker killed after its run wrote metrics.json but before it removed its claim
+    leaves the claim behind; the next sweep skips the finished run and removes it."""
+    out = tmp_path / "out"
+    args = _sweep_args(_grid(tmp_path), out, "local", _config(tmp_path), "0")
+    assert _esx(args, timeout=300).returncode == 0
+    run = out / "r" / "seed0"
+    claim = {"host": os.uname().nodename, "pid": 1, "job": "", "time": time.time()}
+    (run / executors.CLAIM).write_text(json.dumps(claim))
+    again = _esx(args, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "finished" in again.stdout and not (run / executors.CLAIM).exists()
+
+
 def _esx_processes(marker: str) -> list[str]:
     found = []
     for proc in Path("/proc").iterdir():
