@@ -197,3 +197,24 @@ def test_folder_as_recipe_and_set_typo(tmp_path):
     assert res.exit_code == 2 and "is a folder; give a recipe file" in res.output
     res = _invoke(["validate", str(ROOT / "recipes" / "smoke.yaml"), "--set", "train.epoch=3"])
     assert res.exit_code == 2 and "Did you mean 'epochs'?" in res.output
+
+
+def test_the_energy_curve_has_the_primary_curves_rows_and_an_unsupervised_floor(registry):
+    """recipes/noise_curve_energy differs from recipes/noise_curve in the loss, its weight
+    and the true mask only; its Baseline keeps no explanation loss (an override of
+    loss.name across a sweep would have made the floor a supervised row)."""
+    primary, energy = ROOT / "recipes" / "noise_curve", ROOT / "recipes" / "noise_curve_energy"
+    rows = sorted(p.name for p in primary.glob("*.yaml") if not p.name.startswith("_"))
+    assert rows == sorted(p.name for p in energy.glob("*.yaml") if not p.name.startswith("_"))
+    for row in rows:
+        a = load_recipe(primary / row, registry).model_dump(mode="json")
+        b = load_recipe(energy / row, registry).model_dump(mode="json")
+        assert b["data"]["params"]["of"]["params"].pop("truth") == "digit"
+        assert a["data"]["params"]["of"]["params"].pop("truth") == "not_decoy"
+        assert (a["train"].pop("lambda_exp"), b["train"].pop("lambda_exp")) == (1000.0, 1.0)
+        loss_a, loss_b = a.pop("loss"), b.pop("loss")
+        if row == "baseline.yaml":
+            assert loss_a["name"] == loss_b["name"] == "none", row
+        else:
+            assert (loss_a["name"], loss_b["name"]) == ("rrr", "energy"), row
+        assert a == b, row
