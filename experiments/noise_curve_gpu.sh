@@ -8,7 +8,9 @@
 #      (noise_curve_gpu_check), to be paired with the same runs on the CPU;
 #   2. both MAGI rows of the curve at level 0.25, then 0.5 (where noise costs);
 #   3. both MAGI rows of question 2 (recipes/one_marker);
-#   4. both MAGI rows of the curve at levels 0, 0.75 and 1.
+#   4. both MAGI rows of the curve at levels 0, 0.75 and 1;
+#   5. both MAGI rows of the energy loss's curve (recipes/noise_curve_energy), levels in
+#      the same order.
 # The finished runs' small files (metrics, history, predictions, recipe, log) come back as
 # OUT/noise_curve_gpu.tar.gz, laid out as this machine's runs/ folder; unpack it there and
 # the sweeps on this machine skip those runs:
@@ -84,6 +86,10 @@ sweep one_marker recipes/one_marker/magi.yaml recipes/one_marker/magi_weighted.y
 for level in 0 0.75 1; do
   sweep noise_curve "${curve[@]}" --vary "data.params.level=$level" "${draw[@]}"
 done
+energy=(recipes/noise_curve_energy/magi.yaml recipes/noise_curve_energy/magi_weighted.yaml)
+for level in 0.25 0.5 0 0.75 1; do
+  sweep noise_curve_energy "${energy[@]}" --vary "data.params.level=$level" "${draw[@]}"
+done
 
 # The finished runs' small files, and a count per row.
 (cd "$runs" && find . -name metrics.json | sed 's|/metrics.json$||' | sort) >"$out/finished.txt"
@@ -98,8 +104,9 @@ done <"$out/finished.txt") >"$out/files.txt"
 tar czf "$out/noise_curve_gpu.tar.gz" -C "$runs" -T "$out/files.txt"
 rm -rf "$runs" "$out/files.txt"
 stamp "done: $out/noise_curve_gpu.tar.gz"
-# At toy sizes every run must finish (1 device check + 2 rows x 5 levels + 2 of question 2).
-if [ "$tiny" = "--tiny" ] && [ "$(wc -l <"$out/finished.txt")" -ne 13 ]; then
-  echo "error: $(wc -l <"$out/finished.txt") of 13 toy runs finished; see $out/sweeps.log" >&2
+# At toy sizes every run must finish (1 device check + 2 rows x 5 levels + 2 of question 2
+# + 2 rows x 5 levels of the energy curve).
+if [ "$tiny" = "--tiny" ] && [ "$(wc -l <"$out/finished.txt")" -ne 23 ]; then
+  echo "error: $(wc -l <"$out/finished.txt") of 23 toy runs finished; see $out/sweeps.log" >&2
   exit 1
 fi
