@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from esx.reporting import curve
 from esx.reporting.html import write_run_page
 from esx.reporting.report import report
 from esx.reporting.runs import collect
@@ -217,6 +218,28 @@ def test_the_curve_report_gives_each_line_its_kept_share(tmp_path):
     assert "## Curve over data.params.level" in res.output
     # the three levels of one recipe are three rows of the ordinary tables, told apart
     assert "Consensus [data.params.level=0.5]" in res.output
+
+
+def test_the_curve_report_names_the_cells_over_fewer_runs(tmp_path):
+    """A sweep still running (or a failed run) leaves a cell with fewer runs: its interval
+    is then over fewer pairs, and the tables say so beneath; full cells say nothing."""
+    _curve_runs(tmp_path)
+    args = ("data.params.level", "Baseline", "Oracle", "Consensus")
+    full = curve.write(tmp_path, collect(tmp_path), *args)["markdown"]
+    assert "Fewer" not in full
+    (tmp_path / "consensus" / "seed2_data.params.level=0.5" / "metrics.json").unlink()
+    md = curve.write(tmp_path, collect(tmp_path), *args)["markdown"]
+    assert "Fewer runs than the 3 of the fullest cells: Consensus at 0.5 (2)." in md
+    assert "Fewer pairs than the 3 of the fullest cells: Consensus at 0.5 (2)." in md
+    # the paired differences: Baseline and Oracle against the two Consensus runs left
+    assert "Baseline at 0.5 (2); Oracle at 0.5 (2)." in md
+    rows = list(csv.DictReader((tmp_path / "curve.csv").open()))
+    got = {
+        (r["line"], float(r["data.params.level"])): (r["kept_pairs"], r["minus_Consensus_n"])
+        for r in rows
+        if r["metric"] == "accuracy"
+    }
+    assert got[("Consensus", 0.5)][0] == "2" and got[("Oracle", 0.5)] == ("3", "2")
 
 
 def test_the_curve_report_refuses_an_unknown_key_or_floor(tmp_path):

@@ -96,6 +96,7 @@ def table(
             if lo_row is not None and hi_row is not None:
                 got, lo, hi = _pairs(row, lo_row, hi_row, name=name)
                 rec["kept"], rec["kept_low"], rec["kept_high"] = stats.kept_share(got, lo, hi)
+                rec["kept_pairs"] = len(got)
             other = by_line[versus].get(x) if versus else None
             if other is not None and other is not row:
                 a, b = _pairs(row, other, name=name)
@@ -142,6 +143,17 @@ def _cell(mean: float, low: float, high: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def _uneven(counts: dict[tuple[str, float], int], key: str, what: str) -> list[str]:
+    """A line naming the cells over fewer runs (or pairs) than the most, or nothing: a
+    sweep still running, or a cell that failed, shows in the tables as an interval over
+    fewer runs, which a reader must be told of."""
+    if not counts or len(set(counts.values())) < 2:
+        return []
+    most = max(counts.values())
+    short = [f"{line} at {x:g} ({n})" for (line, x), n in counts.items() if n < most]
+    return ["", f"Fewer {what} than the {most} of the fullest cells: " + "; ".join(short) + "."]
+
+
 def markdown(recs: list[dict[str, Any]], key: str, versus: str | None, name: str) -> list[str]:
     xs = sorted({r[key] for r in recs})
     head = "| line | " + " | ".join(f"{key} = {x:g}" for x in xs) + " |"
@@ -160,11 +172,16 @@ def markdown(recs: list[dict[str, Any]], key: str, versus: str | None, name: str
             return "-"
         return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] {d['verdict']}"
 
+    def counts(get: Any) -> dict[tuple[str, float], int]:
+        return {(r["line"], r[key]): n for r in recs if (n := get(r))}
+
+    diffs = f"minus_{versus}"
     return [
         "",
         f"### Test {name} (mean [95% t-interval over runs])",
         "",
         *grid(lambda r: _cell(r[name], r["low"], r["high"]) if r else "-"),
+        *_uneven(counts(lambda r: r["runs"]), key, "runs"),
         "",
         "### Share of the ceiling's gain kept (mean [95% bootstrap interval over pairs])",
         "",
@@ -180,10 +197,12 @@ def markdown(recs: list[dict[str, Any]], key: str, versus: str | None, name: str
                 else "-"
             )
         ),
+        *_uneven(counts(lambda r: r.get("kept_pairs")), key, "pairs"),
         "",
         f"### Minus {versus} (paired, 95% t-interval)",
         "",
         *grid(diff),
+        *_uneven(counts(lambda r: (r.get(diffs) or {}).get("n")), key, "pairs"),
     ]
 
 
@@ -200,7 +219,7 @@ def write(
         {"metric": m, **{k: v for k, v in r.items() if not isinstance(v, dict)}}
         | {
             f"minus_{versus}_{k}": r.get(f"minus_{versus}", {}).get(k)
-            for k in ("mean", "low", "high")
+            for k in ("mean", "low", "high", "n")
             if versus
         }
         for m, rs in recs.items()
