@@ -37,7 +37,8 @@ def gallery(magi, batch: Batch, path: Path) -> None:
     per slot, noisy consensus, generated consensus, true mask. Observed and generated masks
     share one colour map, so they compare at a glance; generated panels are titled so.
     Every panel of a row is cropped to one square around that row's masks (observed,
-    generated and true), so masks a few pixels wide are visible."""
+    generated and true), so masks a few pixels wide are visible; every panel is framed,
+    so a mask marked everywhere (white) is not mistaken for an empty panel."""
     magi.eval()
     rows = (batch.annotated & (batch.label > 0)).nonzero().flatten()
     if len(rows) == 0:
@@ -78,16 +79,22 @@ def gallery(magi, batch: Batch, path: Path) -> None:
                 vmin=None if j == 0 else 0,
                 vmax=None if j == 0 else 1,
             )
-            ax.axis("off")
+            # a frame, not axis("off"): a mask marked everywhere is white on white otherwise
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_color("0.6")
+                spine.set_linewidth(0.6)
             if i == 0 or title.startswith("missing"):
                 ax.set_title(
                     title, fontsize=9, color="red" if title.startswith("missing") else "black"
                 )
         axes[i, 0].set_ylabel(f"rows {top}-{bottom}\ncols {left}-{right}", fontsize=7)
-        axes[i, 0].axis("on")
-        axes[i, 0].set_xticks([])
-        axes[i, 0].set_yticks([])
-    fig.suptitle("each row cropped around its masks (the crop's pixels on the left)", fontsize=9)
+    fig.suptitle(
+        "masks: white = marked, black = not; each row cropped around its masks "
+        "(the crop's pixels on the left)",
+        fontsize=9,
+    )
     fig.tight_layout()
     save_png(fig, path)
 
