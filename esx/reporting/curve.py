@@ -143,7 +143,7 @@ def _cell(mean: float, low: float, high: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def _uneven(counts: dict[tuple[str, float], int], key: str, what: str) -> list[str]:
+def _uneven(counts: dict[tuple[str, float], int], what: str) -> list[str]:
     """A line naming the cells over fewer runs (or pairs) than the most, or nothing: a
     sweep still running, or a cell that failed, shows in the tables as an interval over
     fewer runs, which a reader must be told of."""
@@ -166,8 +166,10 @@ def markdown(recs: list[dict[str, Any]], key: str, versus: str | None, name: str
             f"| {n} | " + " | ".join(cell(by.get((n, x))) for x in xs) + " |" for n in names
         ]
 
+    diffs = f"minus_{versus}"
+
     def diff(r: dict | None) -> str:
-        d = (r or {}).get(f"minus_{versus}")
+        d = (r or {}).get(diffs)
         if not d or d["n"] < 2:
             return "-"
         return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] {d['verdict']}"
@@ -175,13 +177,12 @@ def markdown(recs: list[dict[str, Any]], key: str, versus: str | None, name: str
     def counts(get: Any) -> dict[tuple[str, float], int]:
         return {(r["line"], r[key]): n for r in recs if (n := get(r))}
 
-    diffs = f"minus_{versus}"
     return [
         "",
         f"### Test {name} (mean [95% t-interval over runs])",
         "",
         *grid(lambda r: _cell(r[name], r["low"], r["high"]) if r else "-"),
-        *_uneven(counts(lambda r: r["runs"]), key, "runs"),
+        *_uneven(counts(lambda r: r["runs"]), "runs"),
         "",
         "### Share of the ceiling's gain kept (mean [95% bootstrap interval over pairs])",
         "",
@@ -197,12 +198,12 @@ def markdown(recs: list[dict[str, Any]], key: str, versus: str | None, name: str
                 else "-"
             )
         ),
-        *_uneven(counts(lambda r: r.get("kept_pairs")), key, "pairs"),
+        *_uneven(counts(lambda r: r.get("kept_pairs")), "pairs"),
         "",
         f"### Minus {versus} (paired, 95% t-interval)",
         "",
         *grid(diff),
-        *_uneven(counts(lambda r: (r.get(diffs) or {}).get("n")), key, "pairs"),
+        *_uneven(counts(lambda r: (r.get(diffs) or {}).get("n")), "pairs"),
     ]
 
 
