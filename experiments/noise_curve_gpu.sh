@@ -11,9 +11,12 @@
 #   4. both MAGI rows of the curve at levels 0, 0.75 and 1;
 #   5. both MAGI rows of the energy loss's curve (recipes/noise_curve_energy), levels in
 #      the same order.
-# The finished runs' small files (metrics, history, predictions, recipe, log) come back as
-# OUT/noise_curve_gpu.tar.gz, laid out as this machine's runs/ folder; unpack it there and
-# the sweeps on this machine skip those runs:
+# The runs already published (docs/run_metrics: the search's archives, or with DRAWS=10-14
+# the confirmation's) are unpacked first, so the sweeps skip them and the GPU's time goes
+# to the runs nobody has made. The runs it finishes, and only those, come back as
+# OUT/noise_curve_gpu.tar.gz (their small files: metrics, history, predictions, recipe,
+# log), laid out as this machine's runs/ folder; unpack it there and the sweeps on this
+# machine skip those runs:
 #   tar xzf noise_curve_gpu.tar.gz -C runs
 # Then report as the page says. OUT/timeline.txt times each step; OUT/sweeps.log is the
 # sweeps' output. Where esx is not installed (a bare GPU machine), the script installs it
@@ -60,6 +63,20 @@ stamp "$(python3 -c "import torch; print('torch', torch.__version__, 'cuda', tor
 runs="$out/runs"
 mkdir -p "$runs"
 
+# The published runs of each sweep folder (not at toy sizes, whose runs differ), renamed
+# to the folder the sweeps below write into.
+if [ "$tiny" != "--tiny" ]; then
+  kind=search
+  case "$draws" in 10*) kind=confirm ;; esac
+  for folder in noise_curve one_marker noise_curve_energy; do
+    archive=docs/run_metrics/${folder}_$kind.tar.gz
+    [ -f "$archive" ] || continue
+    tar xzf "$archive" -C "$runs" --transform "s|^[^/]*/|$folder/|"
+  done
+fi
+(cd "$runs" && find . -name metrics.json | sed 's|/metrics.json$||' | sort) >"$out/published.txt"
+stamp "published runs unpacked (the sweeps skip them): $(wc -l <"$out/published.txt")"
+
 # One sweep: its folder under runs/, then esx sweep's arguments; skipped past the deadline.
 sweep() {
   local folder=$1
@@ -91,8 +108,9 @@ for level in 0.25 0.5 0 0.75 1; do
   sweep noise_curve_energy "${energy[@]}" --vary "data.params.level=$level" "${draw[@]}"
 done
 
-# The finished runs' small files, and a count per row.
-(cd "$runs" && find . -name metrics.json | sed 's|/metrics.json$||' | sort) >"$out/finished.txt"
+# The runs finished here (not the unpacked ones): their small files, and a count per row.
+(cd "$runs" && find . -name metrics.json | sed 's|/metrics.json$||' | sort) \
+  | comm -23 - "$out/published.txt" >"$out/finished.txt"
 stamp "finished runs: $(wc -l <"$out/finished.txt")"
 (cd "$runs" && awk -F/ '{print $2 "/" $3}' "$out/finished.txt" | sort | uniq -c) \
   | tee -a "$out/timeline.txt"
