@@ -278,3 +278,32 @@ def test_kept_share_against_a_hand_computation():
     assert share == pytest.approx((0.75 - 0.6) / (0.9 - 0.6))
     assert low <= share <= high
     assert all(map(lambda v: v != v, kept_share([0.7, 0.7], [0.8, 0.8], [0.6, 0.6])))  # NaN
+
+
+def test_a_curve_line_run_at_one_value_shows_its_interval_as_an_error_bar(tmp_path, monkeypatch):
+    """A band needs two values of the key; a line with one (a row still running) gets an
+    error bar spanning its interval, the others none."""
+    from matplotlib.container import ErrorbarContainer
+
+    drawn = []
+    monkeypatch.setattr(curve.plots, "write", lambda path, fig: drawn.append(fig))
+
+    def rec(line, x, mean, low, high):
+        return {"line": line, "level": x, "accuracy": mean, "low": low, "high": high}
+
+    records = {
+        "accuracy": [
+            rec("Baseline", 0.0, 0.6, 0.55, 0.65),
+            rec("Baseline", 0.5, 0.6, 0.55, 0.65),
+            rec("Oracle", 0.0, 0.8, 0.75, 0.85),
+            rec("Oracle", 0.5, 0.8, 0.75, 0.85),
+            rec("Mine", 0.5, 0.3, 0.2, 0.4),
+        ]
+    }
+    curve.figure(tmp_path / "curve.png", records, "level", "Baseline", "Oracle")
+    (ax,) = drawn[0].axes
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 1
+    (segments,) = bars[0].lines[2]
+    (x0, y0), (x1, y1) = segments.get_segments()[0]
+    assert (x0, x1) == (0.5, 0.5) and sorted((y0, y1)) == pytest.approx([0.2, 0.4])

@@ -127,6 +127,18 @@ def figure(
                 alpha=0.12,
                 lw=0,
             )
+            if len(pts) == 1:
+                # A band needs two values of the key; a line run at one shows its interval
+                # as an error bar instead.
+                r = pts[0]
+                ax.errorbar(
+                    xs,
+                    [r[name]],
+                    yerr=[[r[name] - r["low"]], [r["high"] - r[name]]],
+                    color=line.get_color(),
+                    capsize=3,
+                    lw=1,
+                )
         ax.set_xlabel(key)
         ax.set_ylabel(f"test {name}")
         ax.set_title(f"{name}: mean and 95% interval over runs", fontsize=9)
