@@ -62,6 +62,8 @@ fi
 stamp "$(python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())")"
 runs="$out/runs"
 mkdir -p "$runs"
+# The runs under runs/ that have finished (a metrics.json), one folder a line, sorted.
+finished_runs() { (cd "$runs" && find . -name metrics.json | sed 's|/metrics.json$||' | sort); }
 
 # The published runs of each sweep folder (not at toy sizes, whose runs differ), renamed
 # to the folder the sweeps below write into.
@@ -74,7 +76,7 @@ if [ "$tiny" != "--tiny" ]; then
     tar xzf "$archive" -C "$runs" --transform "s|^[^/]*/|$folder/|"
   done
 fi
-(cd "$runs" && find . -name metrics.json | sed 's|/metrics.json$||' | sort) >"$out/published.txt"
+finished_runs >"$out/published.txt"
 stamp "published runs unpacked (the sweeps skip them): $(wc -l <"$out/published.txt")"
 
 # One sweep: its folder under runs/, then esx sweep's arguments; skipped past the deadline.
@@ -109,8 +111,7 @@ for level in 0.25 0.5 0 0.75 1; do
 done
 
 # The runs finished here (not the unpacked ones): their small files, and a count per row.
-(cd "$runs" && find . -name metrics.json | sed 's|/metrics.json$||' | sort) \
-  | comm -23 - "$out/published.txt" >"$out/finished.txt"
+finished_runs | comm -23 - "$out/published.txt" >"$out/finished.txt"
 stamp "finished runs: $(wc -l <"$out/finished.txt")"
 (cd "$runs" && awk -F/ '{print $2 "/" $3}' "$out/finished.txt" | sort | uniq -c) \
   | tee -a "$out/timeline.txt"

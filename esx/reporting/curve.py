@@ -119,15 +119,16 @@ def figure(
             bound = label in (floor, ceiling)
             style = {"ls": "--", "color": "black" if label == ceiling else "grey"} if bound else {}
             (line,) = ax.plot(xs, [r[name] for r in pts], marker="o", ms=3, label=label, **style)
-            ax.fill_between(
-                xs,
-                [r["low"] for r in pts],
-                [r["high"] for r in pts],
-                color=line.get_color(),
-                alpha=0.12,
-                lw=0,
-            )
-            if len(pts) == 1:
+            if len(pts) > 1:
+                ax.fill_between(
+                    xs,
+                    [r["low"] for r in pts],
+                    [r["high"] for r in pts],
+                    color=line.get_color(),
+                    alpha=0.12,
+                    lw=0,
+                )
+            else:
                 # A band needs two values of the key; a line run at one shows its interval
                 # as an error bar instead.
                 r = pts[0]
