@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import tarfile
 
 import pytest
 import torch
@@ -280,3 +281,36 @@ def test_runs_write_the_cue_groups_as_cue_reliance_did_on_the_archived_runs(tmp_
         assert got["worst_group_accuracy"] == min(
             got["accuracy_cue_agree"], got["accuracy_cue_conflict"]
         )
+
+
+def test_archive_runs_packs_finished_runs_deterministically(tmp_path):
+    mod = load_script("archive_runs")
+    sweep = tmp_path / "runs" / "curve"
+    done = sweep / "magi" / "seed0_level=0"
+    done.mkdir(parents=True)
+    for name in ("metrics.json", "history.csv", "recipe.yaml", "last.safetensors"):
+        (done / name).write_text(name)
+    (sweep / "magi" / "seed1_level=0").mkdir()  # unfinished: no metrics.json
+    (sweep / "magi" / "seed1_level=0" / "history.csv").write_text("epoch")
+    first, second = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    assert mod.write(sweep, first) == 1
+    with tarfile.open(first) as tar:
+        assert tar.getnames() == [
+            "curve/magi/seed0_level=0/metrics.json",
+            "curve/magi/seed0_level=0/history.csv",
+            "curve/magi/seed0_level=0/recipe.yaml",
+        ]
+        out = tmp_path / "unpacked"
+        tar.extractall(out, filter="data")
+    assert (out / "curve/magi/seed0_level=0/metrics.json").read_text() == "metrics.json"
+    (done / "metrics.json").touch()  # a newer time alone changes nothing
+    mod.write(sweep, second)
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_archive_runs_refuses_a_folder_without_finished_runs(tmp_path):
+    mod = load_script("archive_runs")
+    with pytest.raises(SystemExit, match="no finished run"):
+        mod.write(tmp_path, tmp_path / "a.tar.gz")
+    with pytest.raises(SystemExit, match="is not a folder"):
+        mod.write(tmp_path / "missing", tmp_path / "a.tar.gz")
