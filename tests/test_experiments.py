@@ -314,3 +314,44 @@ def test_archive_runs_refuses_a_folder_without_finished_runs(tmp_path):
         mod.write(tmp_path, tmp_path / "a.tar.gz")
     with pytest.raises(SystemExit, match="is not a folder"):
         mod.write(tmp_path / "missing", tmp_path / "a.tar.gz")
+
+
+def _cell_run(root, row, name, acc, wg, extra=None, loss=None):
+    folder = root / row / name
+    folder.mkdir(parents=True)
+    m = {"test": {"accuracy": acc, "worst_group_accuracy": wg}, "aggregator": extra or {}}
+    (folder / "metrics.json").write_text(json.dumps(m))
+    if loss is not None:
+        (folder / "history.csv").write_text(f"epoch,train_pred\n1,9.0\n2,{loss}\n")
+
+
+def test_magi_cell_pairs_runs_by_name_and_filters_the_level(tmp_path):
+    mod = load_script("magi_cell")
+    names = ["seed0_level=0_draw=0", "seed1_level=0_draw=0", "seed2_level=0_draw=0"]
+    gen = [
+        {
+            "generation": {"noisy": {"mse": 0.3}, "generated": {"mse": 0.1 * i}},
+            "imputation": {"l1_generated": 0.1, "l1_copy_consensus": 0.5},
+            "annotators": [{"area_vs_truth": 1.0}, {"area_vs_truth": 0.01 * i}],
+        }
+        for i in range(3)
+    ]
+    for i, name in enumerate(names):
+        _cell_run(tmp_path, "magi", name, 0.50 + 0.01 * i, 0.4, gen[i], loss=2.0 + i)
+        _cell_run(tmp_path, "consensus", name, 0.50, 0.4 + 0.01 * i, loss=1.0)
+        _cell_run(tmp_path, "baseline", name, 0.60, 0.5)
+    # another level's runs, which must not be read: level=0 is not level=0.25
+    _cell_run(tmp_path, "magi", "seed0_level=0.25_draw=0", 0.9, 0.9)
+    out = mod.table(tmp_path, "level=0", "magi", "consensus", "baseline", "oracle")
+    # magi - consensus: differences 0, 1, 2 points: mean 1, t(0.975, 2) * 1 / sqrt(3)
+    half = 4.302652729911275 / 3**0.5
+    assert f"+1.00 [{1 - half:+.2f}, {1 + half:+.2f}] (2 of 3 above)" in out
+    assert "worst_group_accuracy (points) | -1.00" in out  # 0, -1, -2 points
+    assert "− baseline, test accuracy (points) | -9.00" in out
+    assert "observed 0.3, generated 0.1 |" in out
+    assert "L1 copying the vote | -0.400 [-0.400, -0.400] (0 of 3 above)" in out
+    assert "| 0.00–0.02, 1.00–1.00 |" in out
+    assert "magi 3.00 (2.00–4.00); consensus 1.00 (1.00–1.00) |" in out
+    assert "(3 runs)" in out
+    with pytest.raises(SystemExit, match="no finished run"):
+        mod.table(tmp_path, "level=1", "magi", "consensus", "baseline", "oracle")
