@@ -3,9 +3,9 @@
     python experiments/magi_cell.py runs/noise_curve data.params.level=0.5
 
 reads the finished runs of the rows ``magi`` (``--row``), ``consensus`` (``--versus``),
-``baseline`` (``--floor``) and ``oracle`` (``--ceiling``) of a sweep folder whose names
-hold ``KEY=VALUE`` (the sweep's ``--vary``), pairs them by their folder name (the same
-training seed and data draw), and prints, as a Markdown table:
+``baseline`` (``--floor``) and ``oracle`` (``--ceiling``) of a sweep folder whose resolved
+recipes have ``KEY=VALUE`` (the sweep's ``--vary``), pairs them by their folder name (the
+same training seed and data draw), and prints, as a Markdown table:
 
 - the row minus the vote and minus the Baseline, on test accuracy and worst-group
   accuracy: mean, paired 95% t-interval and how many pairs are above (``esx.stats``);
@@ -25,21 +25,33 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
+from esx.reporting.runs import collect
 from esx.stats import paired
 
 
 def runs(folder: Path, where: str) -> dict[str, dict]:
-    """The finished runs of one row whose folder name holds ``where``, by folder name."""
-    out = {}
-    for f in sorted(folder.glob("seed*/metrics.json")):
-        if f"_{where}_" in f"_{f.parent.name}_":
-            out[f.parent.name] = json.loads(f.read_text())
+    """The finished runs of one row whose resolved recipe has ``KEY=VALUE``, by folder name
+    (read by ``esx report``'s own reader, so a broken metrics.json is named alike)."""
+    if not folder.is_dir():
+        return {}
+    key, _, text = where.partition("=")
+    value = yaml.safe_load(text)
+    out: dict[str, dict] = {}
+    for row in collect(folder):
+        have = row.experiment.get(key)
+        same = have == value or (
+            isinstance(have, int | float)
+            and isinstance(value, int | float)
+            and float(have) == value
+        )
+        if same:
+            out |= row.by_pair()
     return out
 
 

@@ -319,6 +319,8 @@ def test_archive_runs_refuses_a_folder_without_finished_runs(tmp_path):
 def _cell_run(root, row, name, acc, wg, extra=None, loss=None):
     folder = root / row / name
     folder.mkdir(parents=True)
+    level = float(name.split("level=")[1].split("_")[0])
+    (folder / "recipe.yaml").write_text(yaml.safe_dump({"data": {"params": {"level": level}}}))
     m = {"test": {"accuracy": acc, "worst_group_accuracy": wg}, "aggregator": extra or {}}
     (folder / "metrics.json").write_text(json.dumps(m))
     if loss is not None:
@@ -340,9 +342,9 @@ def test_magi_cell_pairs_runs_by_name_and_filters_the_level(tmp_path):
         _cell_run(tmp_path, "magi", name, 0.50 + 0.01 * i, 0.4, gen[i], loss=2.0 + i)
         _cell_run(tmp_path, "consensus", name, 0.50, 0.4 + 0.01 * i, loss=1.0)
         _cell_run(tmp_path, "baseline", name, 0.60, 0.5)
-    # another level's runs, which must not be read: level=0 is not level=0.25
+    # another level's runs, which must not be read: 0 is not 0.25
     _cell_run(tmp_path, "magi", "seed0_level=0.25_draw=0", 0.9, 0.9)
-    out = mod.table(tmp_path, "level=0", "magi", "consensus", "baseline", "oracle")
+    out = mod.table(tmp_path, "data.params.level=0", "magi", "consensus", "baseline", "oracle")
     # magi - consensus: differences 0, 1, 2 points: mean 1, t(0.975, 2) * 1 / sqrt(3)
     half = 4.302652729911275 / 3**0.5
     assert f"+1.00 [{1 - half:+.2f}, {1 + half:+.2f}] (2 of 3 above)" in out
@@ -354,4 +356,4 @@ def test_magi_cell_pairs_runs_by_name_and_filters_the_level(tmp_path):
     assert "magi 3.00 (2.00–4.00); consensus 1.00 (1.00–1.00) |" in out
     assert "(3 runs)" in out
     with pytest.raises(SystemExit, match="no finished run"):
-        mod.table(tmp_path, "level=1", "magi", "consensus", "baseline", "oracle")
+        mod.table(tmp_path, "data.params.level=1", "magi", "consensus", "baseline", "oracle")
