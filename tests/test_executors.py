@@ -62,6 +62,7 @@ def _esx(args: list[str], **kw) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_the_three_executors_give_the_same_metrics(tmp_path):
     """A tiny sweep (two seeds) run locally, as a submitit job array (its local executor:
     the real pickling and process path) and as Ray tasks (an embedded local instance,
@@ -149,6 +150,7 @@ def test_running_elsewhere_reads_the_claim(tmp_path):
     assert not executors.running_elsewhere(folder, opts)  # silent for too long
 
 
+@pytest.mark.slow
 def test_a_finished_runs_stale_claim_is_removed_when_the_sweep_skips_it(tmp_path):
     """A worker killed after its run wrote metrics.json but before it removed its claim
     leaves the claim behind; the next sweep skips the finished run and removes it."""
@@ -207,6 +209,7 @@ def _kill_then_rerun(tmp_path: Path, executor: str, sig: int) -> None:
         assert not (run / executors.CLAIM).exists()
 
 
+@pytest.mark.slow
 def test_a_killed_local_sweep_leaves_no_run_behind_and_reruns_to_the_end(tmp_path):
     _kill_then_rerun(tmp_path, "local", signal.SIGKILL)
 
