@@ -25,6 +25,13 @@ def _invoke(*args: str):
     return CliRunner().invoke(build_app(), list(args), env={"COLUMNS": "200"})
 
 
+def _prepare_lidc(root: Path, out: Path, *extra: str, crop: str = "32", sizes: str = "2,2,2"):
+    return _invoke(
+        "data", "prepare", "lidc", "--root", str(root), "--out", str(out),
+        "--crop", crop, "--sizes", sizes, *extra,
+    )  # fmt: skip
+
+
 def _rows(out: Path) -> list[dict[str, str]]:
     return list(csv.DictReader((out / "samples.csv").open()))
 
@@ -102,21 +109,7 @@ def _lidc_root(tmp_path: Path) -> Path:
 
 def test_prepare_lidc_end_to_end(tmp_path):
     root, out = _lidc_root(tmp_path), tmp_path / "prepared"
-    res = _invoke(
-        "data",
-        "prepare",
-        "lidc",
-        "--root",
-        str(root),
-        "--out",
-        str(out),
-        "--crop",
-        "32",
-        "--sizes",
-        "2,2,2",
-        "--boundary-noise",
-        "0",
-    )
+    res = _prepare_lidc(root, out, "--boundary-noise", "0")
     assert res.exit_code == 0, res.output
     assert "Traceback" not in res.output
     assert "prepared 3 case(s)" in res.output and "skipped 2" in res.output
@@ -146,38 +139,10 @@ def test_prepare_lidc_end_to_end(tmp_path):
         split_of.setdefault(r["id"][:14], set()).add(r["split"])
     assert all(len(s) == 1 for s in split_of.values())
 
-    again = _invoke(
-        "data",
-        "prepare",
-        "lidc",
-        "--root",
-        str(root),
-        "--out",
-        str(out),
-        "--crop",
-        "32",
-        "--sizes",
-        "2,2,2",
-        "--boundary-noise",
-        "0",
-    )
+    again = _prepare_lidc(root, out, "--boundary-noise", "0")
     assert again.exit_code == 0 and "reused 3 already prepared" in again.output
     assert _rows(out) == rows
-    other = _invoke(
-        "data",
-        "prepare",
-        "lidc",
-        "--root",
-        str(root),
-        "--out",
-        str(out),
-        "--crop",
-        "48",
-        "--sizes",
-        "2,2,2",
-        "--boundary-noise",
-        "0",
-    )
+    other = _prepare_lidc(root, out, "--boundary-noise", "0", crop="48")
     assert other.exit_code == 2 and "prepared before with other options (crop)" in other.output
 
 
@@ -187,21 +152,7 @@ def test_boundary_noise_changes_masks_not_truth(tmp_path):
     outs = {}
     for noise in ("0", "3"):
         out = tmp_path / f"out{noise}"
-        res = _invoke(
-            "data",
-            "prepare",
-            "lidc",
-            "--root",
-            str(root),
-            "--out",
-            str(out),
-            "--crop",
-            "32",
-            "--sizes",
-            "2,2,2",
-            "--boundary-noise",
-            noise,
-        )
+        res = _prepare_lidc(root, out, "--boundary-noise", noise)
         assert res.exit_code == 0, res.output
         outs[noise] = out
     name = "LIDC_IDRI_0001_01_01_2000_CT_3000_series_n0"
@@ -271,22 +222,7 @@ def test_prepare_errors_are_one_clear_message(tmp_path):
 def test_magi_recipe_trains_on_prepared_data_and_says_real(tmp_path):
     root, out = tmp_path / "LIDC-IDRI", tmp_path / "prepared"
     write_lidc(root, patients=3)
-    assert (
-        _invoke(
-            "data",
-            "prepare",
-            "lidc",
-            "--root",
-            str(root),
-            "--out",
-            str(out),
-            "--crop",
-            "32",
-            "--sizes",
-            "2,2,2",
-        ).exit_code
-        == 0
-    )
+    assert _prepare_lidc(root, out).exit_code == 0
     run = tmp_path / "run"
     res = _invoke(
         "run",
@@ -391,9 +327,6 @@ def test_prepared_ids_are_safe_names_even_from_odd_file_names(tmp_path):
     assert "odd_case_..2_pos" in ids
     lidc_out = tmp_path / "lidc_prepared"
     write_lidc(tmp_path / "lidc", patients=3)
-    res = _invoke(
-        "data", "prepare", "lidc", "--root", str(tmp_path / "lidc"), "--out", str(lidc_out),
-        "--crop", "32", "--sizes", "2,2,rest",
-    )  # fmt: skip
+    res = _prepare_lidc(tmp_path / "lidc", lidc_out, sizes="2,2,rest")
     assert res.exit_code == 0, res.output
     assert all(SAFE_ID.fullmatch(r["id"]) for r in _rows(lidc_out))
