@@ -302,9 +302,8 @@ def test_missing_data_falls_back_loudly(tmp_path, monkeypatch):
 def test_new_sizes_resplit_without_repreparing(tmp_path):
     root, out = tmp_path / "LIDC-IDRI", tmp_path / "prepared"
     write_lidc(root, patients=3)
-    args = ["data", "prepare", "lidc", "--root", str(root), "--out", str(out), "--crop", "32"]
-    assert _invoke(*args, "--sizes", "2,2,2").exit_code == 0
-    res = _invoke(*args, "--sizes", "2,2,rest")
+    assert _prepare_lidc(root, out).exit_code == 0
+    res = _prepare_lidc(root, out, sizes="2,2,rest")
     assert res.exit_code == 0 and "reused 3 already prepared" in res.output, res.output
     assert json.loads((out / "prepare.json").read_text())["sizes"] == [2, 2, None]
 
