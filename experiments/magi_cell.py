@@ -13,7 +13,8 @@ same training seed and data draw), and prints, as a Markdown table:
   on the test images (``aggregator.generation`` in metrics.json), and the error of the
   generated masks of hidden annotations minus a copy of the vote
   (``aggregator.imputation``);
-- each slot's area against the true mask's, sorted, as the range over runs;
+- each slot's area against the true mask's, sorted, as the range over runs, and, where
+  they moved from uniform (``targets: weighted``), the slots' learned weights in that order;
 - the prediction loss of the last training epoch (history.csv's ``train_pred``) of the
   row, the vote and the Oracle: mean and range.
 
@@ -114,6 +115,24 @@ def table(root: Path, where: str, row: str, versus: str, floor: str, ceiling: st
         lines.append(
             f"| slots' area / the true mask's area, sorted (range over runs) | {', '.join(spans)} |"
         )
+    # The learned weights, in the same order (smallest slot first); drawn only where they
+    # moved from uniform, i.e. with ``targets: weighted``.
+    slots = [
+        sorted((a["area_vs_truth"], a.get("weight")) for a in m["aggregator"].get("annotators", []))
+        for m in mine.values()
+    ]
+    known = all(w is not None for s in slots for _, w in s)
+    if known and slots and all(len(s) == len(slots[0]) for s in slots) and slots[0]:
+        uniform = 1 / len(slots[0])
+        if any(abs(w - uniform) > 1e-6 for s in slots for _, w in s):
+            spans = [
+                f"{min(s[i][1] for s in slots):.3f}–{max(s[i][1] for s in slots):.3f}"
+                for i in range(len(slots[0]))
+            ]
+            lines.append(
+                "| slots' learned weight, in the same order (range over runs) "
+                f"| {', '.join(spans)} |"
+            )
     losses = []
     for name in (row, versus, ceiling):
         values = [last_train_loss(root / name / k) for k in mine]

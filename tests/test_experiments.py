@@ -357,3 +357,22 @@ def test_magi_cell_pairs_runs_by_name_and_filters_the_level(tmp_path):
     assert "(3 runs)" in out
     with pytest.raises(SystemExit, match="no finished run"):
         mod.table(tmp_path, "data.params.level=1", "magi", "consensus", "baseline", "oracle")
+
+
+def test_magi_cell_gives_learned_weights_in_the_order_of_the_slots_areas(tmp_path):
+    mod = load_script("magi_cell")
+    for i in range(2):
+        slots = [  # listed out of area order: the table sorts by area
+            {"area_vs_truth": 1.0, "weight": 0.6 + 0.1 * i},
+            {"area_vs_truth": 0.02, "weight": 0.4 - 0.1 * i},
+        ]
+        _cell_run(tmp_path, "w", f"seed{i}_level=0.5_draw=0", 0.5, 0.4, {"annotators": slots})
+        uniform = [{"area_vs_truth": 1.0, "weight": 0.5}, {"area_vs_truth": 0.02, "weight": 0.5}]
+        _cell_run(tmp_path, "c", f"seed{i}_level=0.5_draw=0", 0.5, 0.4, {"annotators": uniform})
+    out = mod.table(tmp_path, "data.params.level=0.5", "w", "c", "b", "o")
+    assert (
+        "| slots' learned weight, in the same order (range over runs) | 0.300–0.400, 0.600–0.700 |"
+        in out
+    )
+    # uniform weights (consensus targets) are not drawn
+    assert "learned weight" not in mod.table(tmp_path, "data.params.level=0.5", "c", "w", "b", "o")
