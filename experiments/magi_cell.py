@@ -103,35 +103,28 @@ def table(root: Path, where: str, row: str, versus: str, floor: str, ceiling: st
         lines.append(
             f"| hidden annotations: L1 generated − L1 copying the vote | {_ci(d, digits=3)} |"
         )
-    areas = [
-        sorted(a["area_vs_truth"] for a in m["aggregator"].get("annotators", []))
-        for m in mine.values()
-    ]
-    if areas and all(len(a) == len(areas[0]) for a in areas) and areas[0]:
-        spans = [
-            f"{min(a[i] for a in areas):.2f}–{max(a[i] for a in areas):.2f}"
-            for i in range(len(areas[0]))
-        ]
-        lines.append(
-            f"| slots' area / the true mask's area, sorted (range over runs) | {', '.join(spans)} |"
-        )
-    # The learned weights, in the same order (smallest slot first); drawn only where they
-    # moved from uniform, i.e. with ``targets: weighted``.
+    # Each run's slots, smallest first: (area against the true mask's, learned weight).
     slots = [
         sorted((a["area_vs_truth"], a.get("weight")) for a in m["aggregator"].get("annotators", []))
         for m in mine.values()
     ]
-    known = all(w is not None for s in slots for _, w in s)
-    if known and slots and all(len(s) == len(slots[0]) for s in slots) and slots[0]:
-        uniform = 1 / len(slots[0])
-        if any(abs(w - uniform) > 1e-6 for s in slots for _, w in s):
-            spans = [
-                f"{min(s[i][1] for s in slots):.3f}–{max(s[i][1] for s in slots):.3f}"
+    if slots and slots[0] and all(len(s) == len(slots[0]) for s in slots):
+
+        def spans(j: int, digits: int) -> str:
+            return ", ".join(
+                f"{min(s[i][j] for s in slots):.{digits}f}–{max(s[i][j] for s in slots):.{digits}f}"
                 for i in range(len(slots[0]))
-            ]
+            )
+
+        lines.append(
+            f"| slots' area / the true mask's area, sorted (range over runs) | {spans(0, 2)} |"
+        )
+        # drawn only where the weights moved from uniform, i.e. with ``targets: weighted``
+        weights = [w for s in slots for _, w in s]
+        uniform = 1 / len(slots[0])
+        if None not in weights and any(abs(w - uniform) > 1e-6 for w in weights):
             lines.append(
-                "| slots' learned weight, in the same order (range over runs) "
-                f"| {', '.join(spans)} |"
+                f"| slots' learned weight, in the same order (range over runs) | {spans(1, 3)} |"
             )
     losses = []
     for name in (row, versus, ceiling):
