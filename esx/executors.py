@@ -128,6 +128,14 @@ def _die_with_parent() -> None:
         pass
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the OS reports one
+    (``taskset``, a SLURM allocation), else every core of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def run_command(cmd: list[str], threads: int, folder: Path, job_id: str = "") -> str | None:
     """Run one ``esx run`` process with ``threads`` torch threads, its claim written into
     ``folder`` while it runs; None when it finished, else the end of its error output."""
@@ -372,7 +380,7 @@ def ray_tasks(
     address = options.ray_address or os.environ.get("RAY_ADDRESS")
     started = not ray.is_initialized()
     if started:
-        local = {} if address else {"num_cpus": os.cpu_count()}
+        local = {} if address else {"num_cpus": usable_cores()}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
     remote = ray.remote(num_cpus=options.cpus, num_gpus=options.gpus, max_retries=0)(run_task)
     refs = {remote.remote(j.command, threads, str(j.folder), __version__): j for j in jobs}

@@ -25,8 +25,9 @@ SeedsOpt = Annotated[
 JobsOpt = Annotated[
     str,
     opt(
-        "runs at once, each its own process with the cores split among them; 'auto': one "
-        "per core (CPU) or four sharing the GPU"
+        "runs at once, each its own process with the cores split among them (those this "
+        "process may use: taskset, a SLURM allocation); 'auto': one per core (CPU) or four "
+        "sharing the GPU"
     ),
 ]
 VaryOpt = Annotated[

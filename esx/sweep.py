@@ -201,8 +201,10 @@ def finished_runs(out: Path, registry: Registry) -> dict[str, Path]:
 
 def job_slots(jobs: str | int) -> tuple[int, int]:
     """``--jobs`` as (runs at once, threads per run): ``auto`` gives every core its own run on
-    a CPU (one thread each) and four runs sharing a GPU; N splits the cores among N runs."""
-    cores = os.cpu_count() or 1
+    a CPU (one thread each) and four runs sharing a GPU; N splits the cores among N runs.
+    The cores are those this process may run on (its CPU affinity: ``taskset``, a SLURM
+    allocation), not every core of the machine."""
+    cores = executors.usable_cores()
     if str(jobs) == "auto":
         n = min(4, cores) if torch.cuda.is_available() else cores
     else:

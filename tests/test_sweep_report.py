@@ -221,18 +221,28 @@ def test_parallel_sweep_reports_a_failed_run_and_finishes_the_others(tmp_path, t
     assert f"failed: {out / 'missing_data' / 'seed0'}" in text and "no samples.csv" in text
 
 
-def test_job_slots():
+def test_job_slots(monkeypatch):
     import os
 
+    from esx import executors, sweep
     from esx.errors import EsxError
     from esx.sweep import job_slots
 
-    cores = os.cpu_count() or 1
+    cores = executors.usable_cores()
     assert job_slots("1") == (1, cores) and job_slots(2) == (2, max(1, cores // 2))
     assert job_slots("auto")[1] >= 1
     for bad in ("0", "many"):
         with pytest.raises(EsxError, match="--jobs"):
             job_slots(bad)
+    # Pinned to 2 of 16 cores (taskset, a SLURM allocation): the runs split those 2.
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3, 7}, raising=False)
+    monkeypatch.setattr(sweep.torch.cuda, "is_available", lambda: False)
+    assert executors.usable_cores() == 2
+    assert job_slots(1) == (1, 2) and job_slots(2) == (2, 1) and job_slots("auto") == (2, 1)
+    # Without an affinity call (macOS, Windows): every core.
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert executors.usable_cores() == 16 and job_slots(2) == (2, 8)
 
 
 def test_vary_a_recipe_key_pairs_runs_on_it(tmp_path, tiny_recipe):
