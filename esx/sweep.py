@@ -1,8 +1,8 @@
 """A grid of recipes × seeds (× any varied recipe key), run into one folder.
 
 ``OUT/<recipe stem>/seed<k>/`` holds each run; with ``--vary KEY=VALUES`` the
-folder names the varied values too (``seed<k>_data.params.seed=<v>``), and the
-report pairs runs of different rows on that folder name. A run with ``metrics.json`` is
+folder names the varied values too (``seed<k>_data.params.seed=<v>``, the keys sorted),
+and the report pairs runs of different rows on that folder name. A run with ``metrics.json`` is
 skipped; one with ``last.safetensors`` but no ``metrics.json`` (interrupted)
 is resumed; anything else starts afresh. Two recipes that differ only in
 ``label`` and ``group`` (the paper's "Proposed" row sits in both panels of
@@ -92,8 +92,24 @@ def parse_vary(specs: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def folder_name(seed: int, varied: list[tuple[str, str]]) -> str:
-    """``seed3`` or ``seed3_data.params.seed=1``: the name that pairs runs across rows."""
-    return "".join([f"seed{seed}", *(f"_{k}={v}" for k, v in varied)])
+    """``seed3`` or ``seed3_data.params.seed=1``: the name that pairs runs across rows. The
+    varied keys go in sorted order, whatever the order of ``--vary``, so that two sweeps
+    that give the same keys in another order pair their runs."""
+    return "".join([f"seed{seed}", *(f"_{k}={v}" for k, v in sorted(varied))])
+
+
+def run_folder(row: Path, seed: int, varied: list[tuple[str, str]]) -> Path:
+    """The run's folder under ``row``: :func:`folder_name`, or a folder an earlier sweep
+    named with the same keys in the order of its ``--vary`` (kept, so that rerunning that
+    sweep skips or resumes its runs instead of starting them again under a second name)."""
+    folder = row / folder_name(seed, varied)
+    if folder.exists() or len(varied) < 2 or len(varied) > 5:
+        return folder
+    for order in itertools.permutations(varied):
+        earlier = row / "".join([f"seed{seed}", *(f"_{k}={v}" for k, v in order)])
+        if earlier.is_dir():
+            return earlier
+    return folder
 
 
 def expand(paths: list[Path]) -> list[Path]:
@@ -135,7 +151,7 @@ def plan(
             except RecipeError as exc:  # one report per recipe, not one per grid point
                 problems += exc.problems
                 break
-            jobs.append(Job(path, seed, out / path.stem / folder_name(seed, varied), r, sets))
+            jobs.append(Job(path, seed, run_folder(out / path.stem, seed, varied), r, sets))
     if problems:
         raise RecipeError(problems, "sweep")
     return jobs

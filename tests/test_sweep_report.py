@@ -285,6 +285,10 @@ def test_parse_vary():
         ("loss.params.lam", ["0.5", "1"]),
     ]
     assert folder_name(2, [("data.params.seed", "1")]) == "seed2_data.params.seed=1"
+    # The keys are sorted, so the order of --vary does not change which runs pair.
+    a, b = ("data.params.level", "0.25"), ("data.params.of.params.seed", "10")
+    both = "seed1_data.params.level=0.25_data.params.of.params.seed=10"
+    assert folder_name(1, [a, b]) == folder_name(1, [b, a]) == both
     for bad, says in (
         ("data.params.seed", "KEY=VALUES"),
         ("seed=0-3", "--seeds"),
@@ -294,6 +298,23 @@ def test_parse_vary():
             parse_vary([bad])
     with pytest.raises(EsxError, match="twice"):
         parse_vary(["a.b=1", "a.b=2"])
+
+
+def test_run_folder_keeps_an_earlier_sweeps_order(tmp_path):
+    from esx.sweep import run_folder
+
+    a, b = ("data.params.level", "1"), ("data.params.of.params.seed", "10")
+    # Nothing there yet: the sorted name.
+    fresh = run_folder(tmp_path, 0, [b, a])
+    assert fresh.name == "seed0_data.params.level=1_data.params.of.params.seed=10"
+    # An earlier sweep named the run in its --vary order: that folder is resumed or
+    # skipped, not started again under a second name.
+    earlier = tmp_path / "seed3_data.params.of.params.seed=10_data.params.level=1"
+    earlier.mkdir()
+    assert run_folder(tmp_path, 3, [a, b]) == earlier
+    assert run_folder(tmp_path, 3, [b, a]) == earlier
+    # Another seed's run has no such folder.
+    assert run_folder(tmp_path, 4, [b, a]).name.startswith("seed4_data.params.level=1")
 
 
 def _fake_jobs(tmp_path, n):
