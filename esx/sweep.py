@@ -24,7 +24,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,25 +91,27 @@ def parse_vary(specs: list[str]) -> list[tuple[str, list[str]]]:
     return out
 
 
+def _name(seed: int, varied: Iterable[tuple[str, str]]) -> str:
+    return "".join([f"seed{seed}", *(f"_{k}={v}" for k, v in varied)])
+
+
 def folder_name(seed: int, varied: list[tuple[str, str]]) -> str:
     """``seed3`` or ``seed3_data.params.seed=1``: the name that pairs runs across rows. The
     varied keys go in sorted order, whatever the order of ``--vary``, so that two sweeps
     that give the same keys in another order pair their runs."""
-    return "".join([f"seed{seed}", *(f"_{k}={v}" for k, v in sorted(varied))])
+    return _name(seed, sorted(varied))
 
 
 def run_folder(row: Path, seed: int, varied: list[tuple[str, str]]) -> Path:
     """The run's folder under ``row``: :func:`folder_name`, or a folder an earlier sweep
-    named with the same keys in the order of its ``--vary`` (kept, so that rerunning that
-    sweep skips or resumes its runs instead of starting them again under a second name)."""
+    named with the same keys (2 to 5 of them) in the order of its ``--vary`` (kept, so
+    that rerunning that sweep skips or resumes its runs instead of starting them again
+    under a second name)."""
     folder = row / folder_name(seed, varied)
-    if folder.exists() or len(varied) < 2 or len(varied) > 5:
+    if folder.exists() or not 2 <= len(varied) <= 5:
         return folder
-    for order in itertools.permutations(varied):
-        earlier = row / "".join([f"seed{seed}", *(f"_{k}={v}" for k, v in order)])
-        if earlier.is_dir():
-            return earlier
-    return folder
+    earlier = (row / _name(seed, order) for order in itertools.permutations(varied))
+    return next((f for f in earlier if f.is_dir()), folder)
 
 
 def expand(paths: list[Path]) -> list[Path]:
