@@ -14,11 +14,14 @@ or None)`` pairs in the order jobs end:
   (``pip install "esx[ray]"``).
 
 Every job runs the same command (:func:`command`) through :func:`run_task`, which
-first checks that the machine has the esx version that planned the sweep, and
-records a *claim* in the run folder (host, process, job id); the SLURM executor also
-records the job id of every run it submitted. A sweep rerun after it was killed asks
-whether a run's process or SLURM job is still alive (:func:`running_elsewhere`); if
-so it waits for it instead of starting it twice.
+first checks that the machine has the esx version that planned the sweep. Just before
+a run starts, its sweep takes a *claim* in the run folder (host, process, job id;
+:func:`claim`), created only if there is none, and it names the run's process while
+it runs; the SLURM executor also records the job id of every run it submitted. A
+sweep asks whether a claimed run's process or SLURM job is still alive
+(:func:`running_elsewhere`) when it plans and again when it comes to start the run;
+if so it waits for it instead of starting it twice, so two sweeps into one folder
+share its runs.
 """
 
 from __future__ import annotations
@@ -136,33 +139,123 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def run_command(cmd: list[str], threads: int, folder: Path, job_id: str = "") -> str | None:
-    """Run one ``esx run`` process with ``threads`` torch threads, its claim written into
-    ``folder`` while it runs; None when it finished, else the end of its error output."""
+def run_command(
+    cmd: list[str],
+    threads: int,
+    folder: Path,
+    job_id: str = "",
+    options: ExecutorOptions | None = None,
+) -> str | None:
+    """Run one ``esx run`` process with ``threads`` torch threads, its claim in ``folder``
+    while it runs (:func:`claim`, then naming the process); None when it finished,
+    :data:`ELSEWHERE` when another sweep holds the run or has finished it, else the end
+    of its error output."""
+    if not claim(folder, options or ExecutorOptions(), job_id):
+        return ELSEWHERE
+    if "--resume" not in cmd and (folder / "last.safetensors").is_file():
+        # planned fresh, but another sweep's run got this far before it was stopped
+        cmd = command(folder, Path(), [], resume=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    folder.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-    )
-    claim = {"host": socket.gethostname(), "pid": proc.pid, "job": job_id, "time": time.time()}
-    (folder / CLAIM).write_text(json.dumps(claim))
     try:
-        _, stderr = proc.communicate()
-    except BaseException:
-        proc.terminate()  # the run stops resumable; the sweep's rerun resumes it
-        proc.wait()
-        raise
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        _write_claim(folder, proc.pid, job_id)  # the run's own process holds it now
+        try:
+            _, stderr = proc.communicate()
+        except BaseException:
+            proc.terminate()  # the run stops resumable; the sweep's rerun resumes it
+            proc.wait()
+            raise
     finally:
-        (folder / CLAIM).unlink(missing_ok=True)
+        release(folder)
     if proc.returncode == 0:
         return None
     tail = [line for line in stderr.strip().splitlines() if line.strip()][-6:]
     return " ".join(" ".join(tail).split()) or f"exit status {proc.returncode}"
+
+
+#: the result of a job that another sweep's live process or job holds, or has finished,
+#: when this sweep comes to start it: not started here; the sweep waits for it instead
+ELSEWHERE = "not started: another sweep's process or job is doing this run"
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: field 22 of /proc/PID/stat), which tells it
+    from a later process given the same pid; None where the OS does not say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _write_claim(folder: Path, pid: int, job_id: str, exclusive: bool = False) -> None:
+    """Write the claim naming process ``pid`` whole, never half (a reader sees the old
+    file or the new one); ``exclusive``: only if there is none, else FileExistsError."""
+    record = {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "started": _start_time(pid),
+        "job": job_id,
+        "time": time.time(),
+    }
+    tmp = folder / f"{CLAIM}.{socket.gethostname()}.{os.getpid()}.{threading.get_ident()}"
+    tmp.write_text(json.dumps(record))
+    try:
+        if not exclusive:
+            os.replace(tmp, folder / CLAIM)
+            return
+        try:
+            os.link(tmp, folder / CLAIM)  # atomic, and fails if the claim exists (NFS too)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: create, then write
+            with os.fdopen(os.open(folder / CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "w") as f:
+                f.write(tmp.read_text())
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def claim(folder: Path, options: ExecutorOptions, job_id: str = "") -> bool:
+    """Take the run in ``folder`` for this process just before it starts: write the claim
+    (host, process, its start time, the SLURM job) unless another sweep's live process or
+    job holds one, and give it back if the run has finished meanwhile. True when this
+    process may run it; :func:`release` when it ends. Of two sweeps that come to the same
+    run at once, one takes it and the other waits for it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            _write_claim(folder, os.getpid(), job_id, exclusive=True)
+            break
+        except FileExistsError:
+            # a claim of this very job is its earlier attempt's (a requeued SLURM task)
+            mine = bool(job_id) and (_held(folder) or {}).get("job") == job_id
+            if not mine and running_elsewhere(folder, options):
+                return False
+            release(folder)  # stale: its holder ended without removing it
+    if (folder / "metrics.json").is_file():  # another sweep finished it since this one planned
+        release(folder)
+        return False
+    return True
+
+
+def _held(folder: Path) -> dict[str, Any] | None:
+    """The claim in ``folder``, if there is one."""
+    try:
+        return json.loads((folder / CLAIM).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def release(folder: Path) -> None:
+    """Remove the claim on the run in ``folder`` (:func:`claim`)."""
+    (folder / CLAIM).unlink(missing_ok=True)
 
 
 def run_task(cmd: list[str], threads: int, folder: str, version: str) -> str | None:
@@ -193,23 +286,24 @@ def running_elsewhere(
     that it was submitted as (``submitted``, from :func:`submitted_jobs`), is pending or
     running; or, claimed on another machine with no scheduler to ask, its folder changed
     in the last :data:`QUIET` seconds."""
-    try:
-        claim = json.loads((folder / CLAIM).read_text())
-    except (OSError, ValueError):
-        claim = None
-    if claim and claim.get("host") == socket.gethostname():
+    held = _held(folder)
+    if held and held.get("host") == socket.gethostname():
         try:
-            os.kill(int(claim["pid"]), 0)
-            cmdline = Path(f"/proc/{claim['pid']}/cmdline").read_bytes().replace(b"\0", b" ")
+            pid = int(held["pid"])
+            os.kill(pid, 0)
+            if "started" in held:  # the claiming process, unless its pid was given anew since
+                return held["started"] == _start_time(pid)
+            # a claim an earlier esx wrote names the run's `esx run` process
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
         except (OSError, ValueError, KeyError):
             return False
         return any(str(f).encode() in cmdline for f in (folder, folder.resolve()))
-    job = (claim or {}).get("job") or (submitted or {}).get(str(folder.resolve()))
+    job = (held or {}).get("job") or (submitted or {}).get(str(folder.resolve()))
     if job and options.cluster == "slurm":
         import submitit
 
         return submitit.SlurmJob(folder, job).state.split()[0] in SLURM_ALIVE
-    if claim:
+    if held:
         newest = max((f.stat().st_mtime for f in folder.iterdir()), default=0.0)
         return time.time() - newest < QUIET
     return False

@@ -249,13 +249,18 @@ def _task(job: Job, overrides: list[str], where: executors.Where | None = None) 
 
 
 def _run_here(job: Job) -> str | None:
-    """Run or resume one job in this process; None when it finished, else the error."""
+    """Run or resume one job in this process under its claim; None when it finished,
+    :data:`executors.ELSEWHERE` when another sweep holds it or has finished it, else the
+    error."""
+    if not executors.claim(job.folder, executors.ExecutorOptions()):
+        return executors.ELSEWHERE
     resume = (job.folder / "last.safetensors").is_file()
-    job.folder.mkdir(parents=True, exist_ok=True)
     try:
         train(job.recipe, job.folder, Console(quiet=True), str(job.recipe_path), resume=resume)
     except Exception as exc:  # the others go on; the error is reported at the end
         return f"{type(exc).__name__}: {exc}"
+    finally:
+        executors.release(job.folder)
     return None
 
 
@@ -449,7 +454,9 @@ def _dry_run(console: Console, todo: list[Job], elsewhere: list[Job], ctx: dict)
         console.print(f"wait for {job.folder}: another sweep's run is doing it")
 
 
-def _run_todo(t: Tally, todo: list[Job], ctx: dict) -> None:
+def _run_todo(t: Tally, todo: list[Job], ctx: dict) -> list[Job]:
+    """Run ``todo``; the jobs that another sweep took before this one came to them."""
+    taken: list[Job] = []
     started = {job.folder: (job.folder / "last.safetensors").is_file() for job in todo}
     for job in todo:
         if started[job.folder]:
@@ -469,10 +476,15 @@ def _run_todo(t: Tally, todo: list[Job], ctx: dict) -> None:
             )
         elif error == NOT_STARTED:
             t.queued.append(job.folder)
+        elif error == executors.ELSEWHERE:
+            taken.append(job)  # waited for at the end, and counted then
+            t.say(f"{label}: another sweep is doing it; waited for at the end")
+            continue
         else:
             t.fail(job.folder, error)
             t.say(f"[red]{label} failed[/] (reported at the end)")
         t.progress.advance(t.task)
+    return taken
 
 
 def _wait_elsewhere(t: Tally, elsewhere: list[Job], options: Any, submitted: Any) -> None:
@@ -548,8 +560,8 @@ def run_sweep(
         t.counts["skipped"] = len(skipped)
         for line in skipped:
             t.say(line)
-        _run_todo(t, todo, ctx)
-        _wait_elsewhere(t, elsewhere, where.options, submitted)
+        taken = _run_todo(t, todo, ctx)
+        _wait_elsewhere(t, elsewhere + taken, where.options, submitted)
         _copy_twins(t, twins, finished)
     t.counts["failed"] = len(t.failed)
     if t.queued:

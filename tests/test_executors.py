@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -236,3 +237,97 @@ def test_a_missing_extra_says_how_to_install_it(tmp_path, monkeypatch, executor,
     res = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
     assert res.exit_code == 2, res.output
     assert f'pip install "esx[{executor}]"' in res.output
+
+
+def test_a_claim_is_taken_once_and_given_back(tmp_path):
+    """Just before a run starts, its sweep takes the claim; a second taker (another sweep:
+    here the same process, whose claim is alive) is refused until it is given back."""
+    folder, opts = tmp_path / "run", executors.ExecutorOptions()
+    assert executors.claim(folder, opts)
+    held = json.loads((folder / executors.CLAIM).read_text())
+    assert held["pid"] == os.getpid() and held["started"] is not None
+    assert executors.running_elsewhere(folder, opts)
+    assert not executors.claim(folder, opts)  # held: refused, and the claim is kept
+    assert json.loads((folder / executors.CLAIM).read_text()) == held
+    executors.release(folder)
+    assert executors.claim(folder, opts)
+    executors.release(folder)
+    assert [f.name for f in folder.iterdir()] == []  # no temporary file left behind
+
+
+def test_a_claim_is_exclusive_without_hard_links_too(tmp_path, monkeypatch):
+    def no_links(*_):
+        raise PermissionError("this file system has no hard links")
+
+    monkeypatch.setattr(executors.os, "link", no_links)
+    folder, opts = tmp_path / "run", executors.ExecutorOptions()
+    assert executors.claim(folder, opts)
+    assert json.loads((folder / executors.CLAIM).read_text())["pid"] == os.getpid()
+    assert not executors.claim(folder, opts)
+    assert [f.name for f in folder.iterdir()] == [executors.CLAIM]
+
+
+def test_a_stale_claim_is_taken_over_and_a_finished_run_is_not(tmp_path):
+    folder, opts = tmp_path / "run", executors.ExecutorOptions()
+    folder.mkdir()
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], **_OUT)
+    stale = {"host": os.uname().nodename, "pid": int(ended.stdout), "started": "1", "job": ""}
+    (folder / executors.CLAIM).write_text(json.dumps(stale))
+    assert executors.claim(folder, opts)  # its process has ended
+    executors.release(folder)
+    # a live pid that started at another time is a later process given the same pid
+    reused = dict(stale, pid=os.getpid(), started="0")
+    (folder / executors.CLAIM).write_text(json.dumps(reused))
+    assert not executors.running_elsewhere(folder, opts)
+    assert executors.claim(folder, opts)
+    executors.release(folder)
+    (folder / "metrics.json").write_text("{}")  # another sweep finished it meanwhile
+    assert not executors.claim(folder, opts)
+    assert not (folder / executors.CLAIM).exists()
+
+
+def test_a_requeued_slurm_task_takes_back_its_own_claim(tmp_path):
+    """A preempted SLURM task requeued on another node finds the claim of its first
+    attempt, same job id, still fresh: it is its own, not another sweep's."""
+    folder, opts = tmp_path / "run", executors.ExecutorOptions(cluster="local")
+    folder.mkdir()
+    first = {"host": "node7", "pid": 4242, "job": "123_4", "time": time.time()}
+    (folder / executors.CLAIM).write_text(json.dumps(first))
+    assert not executors.claim(folder, opts, job_id="999_0")  # another job's, fresh
+    assert executors.claim(folder, opts, job_id="123_4")
+    assert json.loads((folder / executors.CLAIM).read_text())["host"] == os.uname().nodename
+
+
+def test_run_command_names_the_run_process_and_resumes_what_another_sweep_began(
+    tmp_path, monkeypatch
+):
+    folder, opts = tmp_path / "run", executors.ExecutorOptions()
+    folder.mkdir()
+    (folder / "last.safetensors").write_bytes(b"")  # another sweep's run got an epoch done
+    seen = {}
+    real_popen = subprocess.Popen
+
+    def popen(cmd, **kw):
+        seen["cmd"] = cmd
+        return real_popen([sys.executable, "-c", "import time; time.sleep(3)"], **kw)
+
+    monkeypatch.setattr(executors.subprocess, "Popen", popen)
+    fresh = executors.command(folder, tmp_path / "r.yaml", [], resume=False)
+    done = []
+    worker = threading.Thread(target=lambda: done.append(executors.run_command(fresh, 1, folder)))
+    worker.start()
+    deadline = time.time() + 30
+    while "cmd" not in seen or json.loads((folder / executors.CLAIM).read_text())["pid"] == (
+        os.getpid()
+    ):
+        assert time.time() < deadline, "the run's process never held the claim"
+        time.sleep(0.01)
+    assert not executors.claim(folder, opts)  # the run's own process holds it
+    worker.join()
+    assert done == [None] and not (folder / executors.CLAIM).exists()
+    assert seen["cmd"] == [sys.executable, "-m", "esx", "run", "--resume", str(folder), "--quiet"]
+    (folder / "metrics.json").write_text("{}")
+    assert executors.run_command(fresh, 1, folder) == executors.ELSEWHERE
+
+
+_OUT = {"capture_output": True, "text": True, "check": True}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+from pathlib import Path
 
 import pytest
 import yaml
+from rich.console import Console
 from typer.testing import CliRunner
 
 from esx.cli import app
@@ -478,3 +480,57 @@ def test_report_has_no_groups_table_for_runs_grouped_by_class_only(tmp_path):
     (folder / "metrics.json").write_text(json.dumps({"test": test, "data": {"synthetic": 1}}))
     out = report(tmp_path)
     assert out["groups"] == [] and "## Groups" not in out["markdown"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_two_sweeps_into_one_folder_never_run_a_run_twice(tmp_path, tiny_recipe, monkeypatch, jobs):
+    """Two sweeps of the same grid started together (two terminals, two machines on one
+    file system) share the runs: each run is trained once, by whichever sweep came to it
+    first, and each sweep waits for the other's and counts every run done."""
+    import threading
+    import time
+
+    from esx import executors, sweep
+    from esx.plugins import registry
+
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    _write(grid, "x", tiny_recipe, "X", "a")
+    trained, lock = [], threading.Lock()
+
+    def fake_train(folder: Path) -> None:
+        with lock:
+            trained.append(folder.name)
+        time.sleep(0.2)
+        (folder / "metrics.json").write_text(
+            json.dumps({"test": {"accuracy": 1, "f1": 1, "auc": 1}})
+        )
+
+    def fake_command(cmd, threads, folder, job_id="", options=None):  # as run_command does
+        if not executors.claim(folder, executors.ExecutorOptions()):
+            return executors.ELSEWHERE
+        try:
+            fake_train(folder)
+        finally:
+            executors.release(folder)
+
+    monkeypatch.setattr(sweep, "train", lambda recipe, folder, *a, **k: fake_train(folder))
+    monkeypatch.setattr(executors, "run_command", fake_command)
+    monkeypatch.setattr(executors, "POLL", 0.05)
+    monkeypatch.setattr(sweep, "job_slots", lambda j: (int(j), 1))
+    out, outcomes = tmp_path / "runs", []
+
+    def one_sweep() -> None:
+        quiet = Console(quiet=True)
+        outcomes.append(sweep.run_sweep([grid], list(range(6)), out, registry(), [], quiet, jobs))
+
+    sweeps = [threading.Thread(target=one_sweep) for _ in range(2)]
+    for s in sweeps:
+        s.start()
+    for s in sweeps:
+        s.join(60)
+    assert sorted(trained) == [f"seed{i}" for i in range(6)]  # each once
+    assert len(outcomes) == 2
+    for outcome in outcomes:
+        assert outcome.counts["done"] == 6 and outcome.counts["failed"] == 0, outcome.counts
+    assert not list(out.rglob(executors.CLAIM + "*"))
