@@ -182,7 +182,7 @@ def run_command(
 
 #: the result of a job that another sweep's live process or job holds, or has finished,
 #: when this sweep comes to start it: not started here; the sweep waits for it instead
-ELSEWHERE = "not started: another sweep's process or job is doing this run"
+ELSEWHERE = "not started: another sweep's process or job took this run"
 
 
 def _start_time(pid: int) -> str | None:

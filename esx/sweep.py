@@ -478,7 +478,7 @@ def _run_todo(t: Tally, todo: list[Job], ctx: dict) -> list[Job]:
             t.queued.append(job.folder)
         elif error == executors.ELSEWHERE:
             taken.append(job)  # waited for at the end, and counted then
-            t.say(f"{label}: another sweep is doing it; waited for at the end")
+            t.say(f"{label}: another sweep took it; waited for at the end")
             continue
         else:
             t.fail(job.folder, error)
