@@ -34,11 +34,15 @@ out=${1:?usage: bash experiments/noise_curve_gpu.sh OUT [--tiny]}
 tiny=${2:-}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+# The CPU rows of the curve compute in fp32: so do these (no bf16 autocast, which the
+# recipes' precision "auto" would choose on a GPU, and no TF32 in cuBLAS and cuDNN).
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 NVIDIA_TF32_OVERRIDE=0
 start=$(date +%s)
 stamp() { echo "[$(($(date +%s) - start)) s] $*" | tee -a "$out/timeline.txt"; }
 
-if ! python3 -c "import esx" 2>/dev/null; then
+# Asked from / with esx's installed metadata: from the repository's root the source folder
+# alone would import, without the plugins' entry points or the packages that machine lacks.
+if ! (cd / && python3 -c "import esx, importlib.metadata as m; m.version('esx')") 2>/dev/null; then
   stamp "installing esx and the wheels in .whl/ without an index"
   # Into a folder of its own (the machine's environment may be read-only): the wheels,
   # then esx itself (its plugins' entry points with it), built with the machine's setuptools.
@@ -53,10 +57,10 @@ draws=${DRAWS:-0-2}
 seeds=${SEEDS:-0-4}
 jobs=${JOBS:-14}
 deadline=${DEADLINE:-480}
-sets=()
+sets=(--set train.precision=fp32)
 if [ "$tiny" = "--tiny" ]; then
   draws=0; seeds=0; jobs=2; deadline=${DEADLINE:-300}
-  sets=(--set data.params.of.params.n_train=60 --set data.params.of.params.n_val=30
+  sets+=(--set data.params.of.params.n_train=60 --set data.params.of.params.n_val=30
         --set data.params.of.params.n_test=30 --set train.epochs=1 --set train.batch_size=32)
 fi
 stamp "$(python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())")"
