@@ -2,7 +2,8 @@
 # MAGI's rows of the noise curve and of question 2 (docs/benchmarks/noise_curve.md) on one
 # lent GPU, in one call of at most 9 minutes. A MAGI run there takes about 7 minutes on one
 # thread of the 2-core CPU that runs the other rows; on the GPU machine JOBS one-thread runs
-# share the GPU. The sweeps go in the order that answers the most first, each stopped at
+# share the GPU (on an H200, 14 at a time, about 92 s a MAGI run, 2026-12-04). The sweeps
+# go in the order that answers the most first, each stopped at
 # the DEADLINE (seconds from the start; a stopped sweep loses only its unfinished runs):
 #   1. the device check: the Consensus row at level 0.25 on the GPU, into its own folder
 #      (noise_curve_gpu_check), to be paired with the same runs on the CPU;
@@ -27,7 +28,9 @@
 #   bash experiments/noise_curve_gpu.sh OUT --tiny    # anywhere: toy sizes on the CPU (CI)
 #
 # Environment: DRAWS (data draws, default 0-2, the search; 10-14 confirms), SEEDS (0-4),
-# JOBS (runs at once, default 14), DEADLINE (default 480).
+# JOBS (runs at once, default 14), DEADLINE (default 480), PREVIOUS (archives an earlier
+# call returned, unpacked with the published runs: a second call goes on from them).
+# The device check's runs are published as noise_curve_gpu_check_{search,confirm}.tar.gz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bash experiments/noise_curve_gpu.sh OUT [--tiny]}
@@ -74,12 +77,17 @@ finished_runs() { (cd "$runs" && find . -name metrics.json | sed 's|/metrics.jso
 if [ "$tiny" != "--tiny" ]; then
   kind=search
   case "$draws" in 10*) kind=confirm ;; esac
-  for folder in noise_curve one_marker noise_curve_energy; do
+  for folder in noise_curve one_marker noise_curve_energy noise_curve_gpu_check; do
     archive=docs/run_metrics/${folder}_$kind.tar.gz
     [ -f "$archive" ] || continue
     tar xzf "$archive" -C "$runs" --transform "s|^[^/]*/|$folder/|"
   done
 fi
+# An earlier call's archive (PREVIOUS, paths relative to the repository: carry them), so
+# a second call in one session goes on where the first stopped instead of redoing it.
+for previous in ${PREVIOUS:-}; do
+  tar xzf "$previous" -C "$runs"
+done
 finished_runs >"$out/published.txt"
 stamp "published runs unpacked (the sweeps skip them): $(wc -l <"$out/published.txt")"
 
