@@ -16,7 +16,15 @@ same training seed and data draw), and prints, as a Markdown table:
 - each slot's area against the true mask's, sorted, as the range over runs, and, where
   they moved from uniform (``targets: weighted``), the slots' learned weights in that order;
 - the prediction loss of the last training epoch (history.csv's ``train_pred``) of the
-  row, the vote and the Oracle: mean and range.
+  row, the vote and the Oracle, and the explanation loss of the first (``train_exp``) of
+  the row and the vote: mean and range.
+
+``--others FOLDER`` reads the rows it compares with (``--versus``, ``--floor``,
+``--ceiling``) from another sweep folder, paired by the same folder names: a row run
+apart (a side experiment, another device) against the curve's own runs, e.g.
+
+    python experiments/magi_cell.py runs/noise_curve_gpu_check data.params.level=0.25 \
+        --row consensus --others runs/noise_curve_confirm
 
 These are the numbers of the "MAGI at level ..." sections of the noise curve's page and
 of the lab notebook's tables.
@@ -56,13 +64,28 @@ def runs(folder: Path, where: str) -> dict[str, dict]:
     return out
 
 
-def last_train_loss(run: Path) -> float | None:
+def train_loss(run: Path, column: str = "train_pred", epoch: int = -1) -> float | None:
+    """One training loss of a run's history.csv: ``column`` at ``epoch`` (an index: -1 the
+    last epoch, 0 the first); None where the run has no such value."""
     history = run / "history.csv"
     if not history.is_file():
         return None
     rows = list(csv.DictReader(history.open()))
-    value = rows[-1].get("train_pred") if rows else None
+    value = rows[epoch].get(column) if rows else None
     return float(value) if value not in (None, "") else None
+
+
+def _spread(
+    rows: list[tuple[str, Path]], names: list[str], column: str, epoch: int, fmt: str = ".2f"
+) -> str:
+    """``name mean (min–max)`` of one training loss over each row's runs ``names``."""
+    out = []
+    for label, folder in rows:
+        values = [train_loss(folder / k, column, epoch) for k in names]
+        values = [v for v in values if v is not None]
+        if values:
+            out.append(f"{label} {np.mean(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})")
+    return "; ".join(out)
 
 
 def _ci(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -75,19 +98,38 @@ def _ci(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     )
 
 
-def table(root: Path, where: str, row: str, versus: str, floor: str, ceiling: str) -> str:
+def table(
+    root: Path,
+    where: str,
+    row: str,
+    versus: str,
+    floor: str,
+    ceiling: str,
+    others_root: Path | None = None,
+) -> str:
     mine = runs(root / row, where)
     if not mine:
         sys.exit(f"{root / row} has no finished run whose name holds {where!r}")
-    others = {name: runs(root / name, where) for name in (versus, floor)}
+    base = others_root or root
+    if not runs(base / versus, where):
+        sys.exit(f"{base / versus} has no finished run whose name holds {where!r}")
+    others = {name: runs(base / name, where) for name in (versus, floor)}
+
+    def label(name: str) -> str:  # a compared row, named with its folder when it is another
+        return name if base == root else f"{name} in {base}"
+
     lines = [f"| {row}, {where} ({len(mine)} runs) | mean [95% t-interval] |", "| --- | --- |"]
     for name, rows in others.items():
         keys = sorted(set(mine) & set(rows))
         for metric in ("accuracy", "worst_group_accuracy"):
             d = [mine[k]["test"][metric] - rows[k]["test"][metric] for k in keys]
             if d:
-                lines.append(f"| − {name}, test {metric} (points) | {_ci(d, 100)} |")
-    gen = [m["aggregator"]["generation"] for m in mine.values() if "generation" in m["aggregator"]]
+                lines.append(f"| − {label(name)}, test {metric} (points) | {_ci(d, 100)} |")
+    gen = [
+        m["aggregator"]["generation"]
+        for m in mine.values()
+        if "generation" in m.get("aggregator", {})
+    ]
     if gen:
         d = [g["generated"]["mse"] - g["noisy"]["mse"] for g in gen]
         obs = np.mean([g["noisy"]["mse"] for g in gen])
@@ -96,7 +138,7 @@ def table(root: Path, where: str, row: str, versus: str, floor: str, ceiling: st
             "| generated − observed vote, MSE against the true mask (test) "
             f"| {_ci(d, digits=3)}; observed {obs:.3g}, generated {new:.3g} |"
         )
-    imp = [m["aggregator"].get("imputation", {}) for m in mine.values()]
+    imp = [m.get("aggregator", {}).get("imputation", {}) for m in mine.values()]
     imp = [i for i in imp if "l1_generated" in i]
     if imp:
         d = [i["l1_generated"] - i["l1_copy_consensus"] for i in imp]
@@ -105,7 +147,10 @@ def table(root: Path, where: str, row: str, versus: str, floor: str, ceiling: st
         )
     # Each run's slots, smallest first: (area against the true mask's, learned weight).
     slots = [
-        sorted((a["area_vs_truth"], a.get("weight")) for a in m["aggregator"].get("annotators", []))
+        sorted(
+            (a["area_vs_truth"], a.get("weight"))
+            for a in m.get("aggregator", {}).get("annotators", [])
+        )
         for m in mine.values()
     ]
     if slots and slots[0] and all(len(s) == len(slots[0]) for s in slots):
@@ -126,14 +171,13 @@ def table(root: Path, where: str, row: str, versus: str, floor: str, ceiling: st
             lines.append(
                 f"| slots' learned weight, in the same order (range over runs) | {spans(1, 3)} |"
             )
-    losses = []
-    for name in (row, versus, ceiling):
-        values = [last_train_loss(root / name / k) for k in mine]
-        values = [v for v in values if v is not None]
-        if values:
-            losses.append(f"{name} {np.mean(values):.2f} ({min(values):.2f}–{max(values):.2f})")
-    if losses:
-        lines.append(f"| training loss, last epoch: mean (range) | {'; '.join(losses)} |")
+    rows = [(row, root / row), (label(versus), base / versus), (label(ceiling), base / ceiling)]
+    last = _spread(rows, sorted(mine), "train_pred", -1)
+    if last:
+        lines.append(f"| training loss, last epoch: mean (range) | {last} |")
+    first = _spread(rows[:2], sorted(mine), "train_exp", 0, ".3g")
+    if first:
+        lines.append(f"| explanation loss, first epoch: mean (range) | {first} |")
     return "\n".join(lines)
 
 
@@ -145,8 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--versus", default="consensus")
     ap.add_argument("--floor", default="baseline")
     ap.add_argument("--ceiling", default="oracle")
+    ap.add_argument(
+        "--others", type=Path, default=None, help="the folder of the compared rows (default: root)"
+    )
     a = ap.parse_args(argv)
-    print(table(a.root, a.where, a.row, a.versus, a.floor, a.ceiling))
+    print(table(a.root, a.where, a.row, a.versus, a.floor, a.ceiling, a.others))
     return 0
 
 

@@ -359,6 +359,33 @@ def test_magi_cell_pairs_runs_by_name_and_filters_the_level(tmp_path):
         mod.table(tmp_path, "data.params.level=1", "magi", "consensus", "baseline", "oracle")
 
 
+def test_magi_cell_compares_with_rows_of_another_folder(tmp_path):
+    """--others: the row of one sweep folder against the rows of another, paired by name,
+    with the first epoch's explanation loss of each."""
+    mod = load_script("magi_cell")
+    side, curve = tmp_path / "side", tmp_path / "curve"
+    for i in range(2):
+        name = f"seed{i}_level=0_draw=0"
+        _cell_run(side, "w", name, 0.70 + 0.02 * i, 0.6)
+        _cell_run(curve, "w", name, 0.60, 0.6)
+        _cell_run(curve, "c", name, 0.70, 0.6)
+        (side / "w" / name / "history.csv").write_text(
+            f"epoch,train_pred,train_exp\n1,2.3,{0.01 + i}\n"
+        )
+        (curve / "w" / name / "history.csv").write_text("epoch,train_pred,train_exp\n1,2.3,0.03\n")
+    _cell_run(side, "c", "seed0_level=0_draw=0", 0.0, 0.0)  # the side folder's own: not read
+    out = mod.table(side, "data.params.level=0", "w", "w", "c", "o", curve)
+    # side w - curve w: 10 and 12 points; side w - curve c: 0 and 2 points
+    assert f"| − w in {curve}, test accuracy (points) | +11.00 [" in out
+    assert f"| − c in {curve}, test accuracy (points) | +1.00 [" in out
+    assert (
+        f"| explanation loss, first epoch: mean (range) | w 0.51 (0.01–1.01); w in {curve} 0.03"
+        in out
+    )
+    with pytest.raises(SystemExit, match="no finished run"):
+        mod.table(side, "data.params.level=0", "w", "missing", "c", "o", curve)
+
+
 def test_magi_cell_gives_learned_weights_in_the_order_of_the_slots_areas(tmp_path):
     mod = load_script("magi_cell")
     for i in range(2):
