@@ -490,10 +490,13 @@ def _run_todo(t: Tally, todo: list[Job], ctx: dict) -> list[Job]:
 def _wait_elsewhere(t: Tally, elsewhere: list[Job], options: Any, submitted: Any) -> None:
     if not elsewhere:
         return
-    t.say(
-        f"waiting for {len(elsewhere)} run(s) that another sweep's process or job is "
-        "still doing (not started twice)"
-    )
+    # those another sweep has finished by now are counted at once, not waited for
+    running = [j for j in elsewhere if not (j.folder / "metrics.json").is_file()]
+    if running:
+        t.say(
+            f"waiting for {len(running)} run(s) that another sweep's process or job is "
+            "still doing (not started twice)"
+        )
     executors.wait_for([j.folder for j in elsewhere], options, submitted)
     for job in elsewhere:
         if (job.folder / "metrics.json").is_file():

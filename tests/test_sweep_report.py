@@ -534,3 +534,34 @@ def test_two_sweeps_into_one_folder_never_run_a_run_twice(tmp_path, tiny_recipe,
     for outcome in outcomes:
         assert outcome.counts["done"] == 6 and outcome.counts["failed"] == 0, outcome.counts
     assert not list(out.rglob(executors.CLAIM + "*"))
+
+
+def test_a_sweep_waits_only_for_the_runs_another_sweep_has_not_finished(tmp_path, monkeypatch):
+    """The runs another sweep took are counted at the end: those it has finished by then
+    at once, and the wait names only the ones it is still doing."""
+    from types import SimpleNamespace
+
+    from rich.progress import Progress
+
+    from esx import executors, sweep
+
+    jobs = []
+    for name in ("seed0", "seed1", "seed2"):
+        (tmp_path / name).mkdir()
+        jobs.append(SimpleNamespace(folder=tmp_path / name, recipe_path=Path("x.yaml")))
+    for job in jobs[:2]:
+        (job.folder / "metrics.json").write_text("{}")
+
+    def other_sweep_finishes(folders, options, submitted=None):
+        assert folders == [j.folder for j in jobs]
+        (jobs[2].folder / "metrics.json").write_text("{}")
+
+    monkeypatch.setattr(executors, "wait_for", other_sweep_finishes)
+    console = Console(record=True, width=200)
+    progress = Progress(console=console)
+    t = sweep.Tally(progress, progress.add_task("sweep", total=3))
+    sweep._wait_elsewhere(t, jobs, None, None)
+    text = console.export_text()
+    assert "waiting for 1 run(s)" in text
+    assert t.counts["done"] == 3 and not t.failed
+    assert text.count(": finished") == 3
