@@ -111,9 +111,9 @@ def table(
     if not mine:
         sys.exit(f"{root / row} has no finished run whose name holds {where!r}")
     base = others_root or root
-    if not runs(base / versus, where):
-        sys.exit(f"{base / versus} has no finished run whose name holds {where!r}")
     others = {name: runs(base / name, where) for name in (versus, floor)}
+    if not others[versus]:
+        sys.exit(f"{base / versus} has no finished run whose name holds {where!r}")
 
     def label(name: str) -> str:  # a compared row, named with its folder when it is another
         return name if base == root else f"{name} in {base}"
