@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -64,13 +65,17 @@ def runs(folder: Path, where: str) -> dict[str, dict]:
     return out
 
 
+@cache
+def _history(run: Path) -> list[dict[str, str]]:
+    """A run's history.csv, one dict an epoch, read once however many losses are asked of it."""
+    history = run / "history.csv"
+    return list(csv.DictReader(history.open())) if history.is_file() else []
+
+
 def train_loss(run: Path, column: str = "train_pred", epoch: int = -1) -> float | None:
     """One training loss of a run's history.csv: ``column`` at ``epoch`` (an index: -1 the
     last epoch, 0 the first); None where the run has no such value."""
-    history = run / "history.csv"
-    if not history.is_file():
-        return None
-    rows = list(csv.DictReader(history.open()))
+    rows = _history(run)
     value = rows[epoch].get(column) if rows else None
     return float(value) if value not in (None, "") else None
 
@@ -125,11 +130,9 @@ def table(
             d = [mine[k]["test"][metric] - rows[k]["test"][metric] for k in keys]
             if d:
                 lines.append(f"| − {label(name)}, test {metric} (points) | {_ci(d, 100)} |")
-    gen = [
-        m["aggregator"]["generation"]
-        for m in mine.values()
-        if "generation" in m.get("aggregator", {})
-    ]
+    # what the row's aggregator recorded, run by run (nothing for a row without one)
+    records = [m.get("aggregator", {}) for m in mine.values()]
+    gen = [r["generation"] for r in records if "generation" in r]
     if gen:
         d = [g["generated"]["mse"] - g["noisy"]["mse"] for g in gen]
         obs = np.mean([g["noisy"]["mse"] for g in gen])
@@ -138,7 +141,7 @@ def table(
             "| generated − observed vote, MSE against the true mask (test) "
             f"| {_ci(d, digits=3)}; observed {obs:.3g}, generated {new:.3g} |"
         )
-    imp = [m.get("aggregator", {}).get("imputation", {}) for m in mine.values()]
+    imp = [r.get("imputation", {}) for r in records]
     imp = [i for i in imp if "l1_generated" in i]
     if imp:
         d = [i["l1_generated"] - i["l1_copy_consensus"] for i in imp]
@@ -147,11 +150,8 @@ def table(
         )
     # Each run's slots, smallest first: (area against the true mask's, learned weight).
     slots = [
-        sorted(
-            (a["area_vs_truth"], a.get("weight"))
-            for a in m.get("aggregator", {}).get("annotators", [])
-        )
-        for m in mine.values()
+        sorted((a["area_vs_truth"], a.get("weight")) for a in r.get("annotators", []))
+        for r in records
     ]
     if slots and slots[0] and all(len(s) == len(slots[0]) for s in slots):
 
