@@ -7,11 +7,14 @@
 # the DEADLINE (seconds from the start; a stopped sweep loses only its unfinished runs):
 #   1. the device check: the Consensus row at level 0.25 on the GPU, into its own folder
 #      (noise_curve_gpu_check), to be paired with the same runs on the CPU;
-#   2. both MAGI rows of the curve at level 0.25, then 0.5 (where noise costs);
+#   2. both MAGI rows of the curve at levels 0.25, 0.5 (where noise costs) and 0;
 #   3. both MAGI rows of question 2 (recipes/one_marker);
-#   4. both MAGI rows of the curve at levels 0, 0.75 and 1;
+#   4. both MAGI rows of the curve at levels 0.75 and 1;
 #   5. both MAGI rows of the energy loss's curve (recipes/noise_curve_energy), levels in
 #      the same order.
+# Each step is one sweep (a sweep runs its recipes one after the other, each over the
+# levels in the order given), so that only a step's last runs leave GPU slots idle, not
+# each level's.
 # The runs already published (docs/run_metrics: the search's archives, or with DRAWS=10-14
 # the confirmation's) are unpacked first, so the sweeps skip them and the GPU's time goes
 # to the runs nobody has made. The runs it finishes, and only those, come back as
@@ -110,17 +113,11 @@ curve=(recipes/noise_curve/magi.yaml recipes/noise_curve/magi_weighted.yaml)
 draw=(--vary "data.params.of.params.seed=$draws")
 sweep noise_curve_gpu_check recipes/noise_curve/consensus.yaml \
   --vary data.params.level=0.25 "${draw[@]}"
-for level in 0.25 0.5; do
-  sweep noise_curve "${curve[@]}" --vary "data.params.level=$level" "${draw[@]}"
-done
+sweep noise_curve "${curve[@]}" --vary data.params.level=0.25,0.5,0 "${draw[@]}"
 sweep one_marker recipes/one_marker/magi.yaml recipes/one_marker/magi_weighted.yaml "${draw[@]}"
-for level in 0 0.75 1; do
-  sweep noise_curve "${curve[@]}" --vary "data.params.level=$level" "${draw[@]}"
-done
+sweep noise_curve "${curve[@]}" --vary data.params.level=0.75,1 "${draw[@]}"
 energy=(recipes/noise_curve_energy/magi.yaml recipes/noise_curve_energy/magi_weighted.yaml)
-for level in 0.25 0.5 0 0.75 1; do
-  sweep noise_curve_energy "${energy[@]}" --vary "data.params.level=$level" "${draw[@]}"
-done
+sweep noise_curve_energy "${energy[@]}" --vary data.params.level=0.25,0.5,0,0.75,1 "${draw[@]}"
 
 # The runs finished here (not the unpacked ones): their small files, and a count per row.
 finished_runs | comm -23 - "$out/published.txt" >"$out/finished.txt"
