@@ -26,6 +26,7 @@ share its runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -208,18 +209,25 @@ def _write_claim(folder: Path, pid: int, job_id: str, exclusive: bool = False) -
     tmp = folder / f"{CLAIM}.{socket.gethostname()}.{os.getpid()}.{threading.get_ident()}"
     tmp.write_text(json.dumps(record))
     try:
-        if not exclusive:
+        if exclusive:
+            _place(tmp, folder / CLAIM)
+        else:
             os.replace(tmp, folder / CLAIM)
-            return
-        try:
-            os.link(tmp, folder / CLAIM)  # atomic, and fails if the claim exists (NFS too)
-        except FileExistsError:
-            raise
-        except OSError:  # a file system without hard links: create, then write
-            with os.fdopen(os.open(folder / CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "w") as f:
-                f.write(tmp.read_text())
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Put ``src``'s content at ``dst`` only if nothing is there, else FileExistsError: a
+    hard link (atomic, NFS too), or where the file system has none, an exclusive create
+    then a write."""
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise  # not the OSError below: the claim exists
+    except OSError:
+        with os.fdopen(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "w") as f:
+            f.write(src.read_text())
 
 
 def claim(folder: Path, options: ExecutorOptions, job_id: str = "") -> bool:
@@ -234,23 +242,43 @@ def claim(folder: Path, options: ExecutorOptions, job_id: str = "") -> bool:
             _write_claim(folder, os.getpid(), job_id, exclusive=True)
             break
         except FileExistsError:
+            held = _held(folder)
             # a claim of this very job is its earlier attempt's (a requeued SLURM task)
-            mine = bool(job_id) and (_held(folder) or {}).get("job") == job_id
+            mine = bool(job_id) and (held or {}).get("job") == job_id
             if not mine and running_elsewhere(folder, options):
                 return False
-            release(folder)  # stale: its holder ended without removing it
+            _remove_stale(folder, held)  # its holder ended without removing it
     if (folder / "metrics.json").is_file():  # another sweep finished it since this one planned
         release(folder)
         return False
     return True
 
 
-def _held(folder: Path) -> dict[str, Any] | None:
-    """The claim in ``folder``, if there is one."""
+def _held(folder: Path, name: str = CLAIM) -> dict[str, Any] | None:
+    """The claim in ``folder`` (or the file ``name`` there), if there is one."""
     try:
-        return json.loads((folder / CLAIM).read_text())
+        return json.loads((folder / name).read_text())
     except (OSError, ValueError):
         return None
+
+
+def _remove_stale(folder: Path, seen: dict[str, Any] | None) -> None:
+    """Remove the claim in ``folder`` that was read as ``seen`` and judged stale, but not a
+    claim written since: of two sweeps that judge the same stale claim at once, the first
+    takes it over, and the second must not remove the first's fresh claim. The claim is
+    moved aside (atomic: one mover wins), compared with what was judged, and put back
+    where it is another."""
+    aside = f"{CLAIM}.stale.{socket.gethostname()}.{os.getpid()}.{threading.get_ident()}"
+    try:
+        os.replace(folder / CLAIM, folder / aside)
+    except FileNotFoundError:
+        return  # another sweep removed it first
+    try:
+        if _held(folder, aside) != seen:
+            with contextlib.suppress(FileExistsError):  # or a third sweep's claim stays
+                _place(folder / aside, folder / CLAIM)
+    finally:
+        (folder / aside).unlink(missing_ok=True)
 
 
 def release(folder: Path) -> None:

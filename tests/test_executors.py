@@ -286,6 +286,45 @@ def test_a_stale_claim_is_taken_over_and_a_finished_run_is_not(tmp_path):
     assert not (folder / executors.CLAIM).exists()
 
 
+def test_of_two_sweeps_taking_over_one_stale_claim_the_second_keeps_the_firsts(tmp_path):
+    """Two sweeps judge the same stale claim at once; the first removes it and writes its
+    own; the second, removing what it judged stale, must leave the first's claim alone
+    (removing it would let both run the same run)."""
+    folder, opts = tmp_path / "run", executors.ExecutorOptions()
+    folder.mkdir()
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], **_OUT)
+    stale = {"host": os.uname().nodename, "pid": int(ended.stdout), "started": "1", "job": ""}
+    (folder / executors.CLAIM).write_text(json.dumps(stale))
+    judged = executors._held(folder)  # the second sweep reads it and judges it stale ...
+    assert judged == stale and not executors.running_elsewhere(folder, opts)
+    assert executors.claim(folder, opts)  # ... while the first takes it over
+    first = json.loads((folder / executors.CLAIM).read_text())
+    assert first["pid"] == os.getpid()
+    executors._remove_stale(folder, judged)  # the second removes what it judged
+    assert json.loads((folder / executors.CLAIM).read_text()) == first
+    assert executors.running_elsewhere(folder, opts)  # so the second waits for the first
+    assert sorted(f.name for f in folder.iterdir()) == [executors.CLAIM]
+    # where the claim is still the one judged stale, it is removed
+    (folder / executors.CLAIM).write_text(json.dumps(stale))
+    executors._remove_stale(folder, stale)
+    assert list(folder.iterdir()) == []
+    executors._remove_stale(folder, stale)  # already gone: nothing to do
+
+
+def test_a_claim_moved_aside_is_put_back_without_hard_links_too(tmp_path, monkeypatch):
+    def no_links(*_):
+        raise PermissionError("this file system has no hard links")
+
+    monkeypatch.setattr(executors.os, "link", no_links)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    live = {"host": os.uname().nodename, "pid": os.getpid(), "started": "2", "job": ""}
+    (folder / executors.CLAIM).write_text(json.dumps(live))
+    executors._remove_stale(folder, {"pid": 1})  # judged another claim: this one stays
+    assert json.loads((folder / executors.CLAIM).read_text()) == live
+    assert [f.name for f in folder.iterdir()] == [executors.CLAIM]
+
+
 def test_a_requeued_slurm_task_takes_back_its_own_claim(tmp_path):
     """A preempted SLURM task requeued on another node finds the claim of its first
     attempt, same job id, still fresh: it is its own, not another sweep's."""
