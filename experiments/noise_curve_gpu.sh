@@ -22,9 +22,13 @@
 # log), laid out as this machine's runs/ folder; unpack it there and the sweeps on this
 # machine skip those runs:
 #   tar xzf noise_curve_gpu.tar.gz -C runs
-# Then report as the page says. OUT/timeline.txt times each step; OUT/sweeps.log is the
-# sweeps' output. Where esx is not installed (a bare GPU machine), the script installs it
-# without an index: the packages that machine lacks travel as wheels in .whl/ (see
+# Then report as the page says. The runs the deadline stopped after an epoch come back
+# whole (their checkpoints too) as OUT/noise_curve_gpu_stopped.tar.gz.N (parts to join
+# with cat), for the next call's PREVIOUS only, which resumes them where they stopped;
+# not for runs/ here, where a sweep would finish them on this CPU, another device
+# mid-run. OUT/timeline.txt times each step; OUT/sweeps.log is the sweeps' output.
+# Where esx is not installed (a bare GPU machine), the script installs it without an
+# index: the packages that machine lacks travel as wheels in .whl/ (see
 # docs/lab/2026-12-03-noise-curve-magi.md for the download command).
 #
 #   bash experiments/noise_curve_gpu.sh OUT           # on the GPU machine
@@ -32,7 +36,8 @@
 #
 # Environment: DRAWS (data draws, default 0-2, the search; 10-14 confirms), SEEDS (0-4),
 # JOBS (runs at once, default 14), DEADLINE (default 480), PREVIOUS (archives an earlier
-# call returned, unpacked with the published runs: a second call goes on from them).
+# call returned, both of them, unpacked with the published runs: a second call goes on
+# from them and resumes the runs the first stopped).
 # The device check's runs are published as noise_curve_gpu_check_{search,confirm}.tar.gz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -130,6 +135,14 @@ stamp "finished runs: $(wc -l <"$out/finished.txt")"
   done
 done <"$out/finished.txt") >"$out/files.txt"
 tar czf "$out/noise_curve_gpu.tar.gz" -C "$runs" -T "$out/files.txt"
+# The runs stopped with a checkpoint (an epoch finished), whole but for their claims, for
+# the next call; about 1.1 MB a MAGI run, so in parts of at most 15 MB (the device tool
+# returns files of up to 16 MiB): cat noise_curve_gpu_stopped.tar.gz.* > one archive.
+(cd "$runs" && find . -name last.safetensors | sed 's|/last.safetensors$||' | sort) \
+  | comm -23 - <(finished_runs) >"$out/stopped.txt"
+tar czf - --exclude=".esx-claim.json*" -C "$runs" -T "$out/stopped.txt" \
+  | split -b 15m -d -a 1 - "$out/noise_curve_gpu_stopped.tar.gz."
+stamp "stopped runs with a checkpoint (the next call's PREVIOUS resumes them): $(wc -l <"$out/stopped.txt")"
 rm -rf "$runs" "$out/files.txt"
 stamp "done: $out/noise_curve_gpu.tar.gz"
 # At toy sizes every run must finish (1 device check + 2 rows x 5 levels + 2 of question 2
