@@ -459,11 +459,17 @@ def _check_component(
         return out
 
 
-def dump_recipe(recipe: Recipe) -> str:
-    """A resolved recipe as flat YAML (no ``base``), every component's params in full."""
+def recipe_data(recipe: Recipe) -> dict[str, Any]:
+    """A resolved recipe as plain data: what :func:`dump_recipe` writes as YAML."""
     data = recipe.model_dump(mode="json")
     if recipe.data.fallback is None:
         data["data"].pop("fallback", None)
+    return data
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """A resolved recipe as flat YAML (no ``base``), every component's params in full."""
+    data = recipe_data(recipe)
     made_by = [
         f"#   {'.'.join(loc)}: {spec.name} from {spec.cls.component_package} "
         f"{spec.cls.component_version}".rstrip()

@@ -19,6 +19,7 @@ recipe fails in seconds, not hours.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
@@ -40,7 +41,7 @@ from esx.errors import DiskFullError, EsxError, RecipeError
 from esx.launch import train
 from esx.outputs import human_size
 from esx.plugins import Registry, registry
-from esx.recipe import Recipe, dump_recipe, load_recipe
+from esx.recipe import Recipe, dump_recipe, load_recipe, recipe_data
 from esx.runlog import read_status
 
 
@@ -159,13 +160,16 @@ def plan(
     return jobs
 
 
-def experiment_key(recipe: Recipe) -> str:
-    """What a run computes: the resolved recipe (defaults filled in, as a run
-    folder's recipe.yaml holds it) without its report labels."""
-    data = yaml.safe_load(dump_recipe(recipe))
+def experiment_key(recipe: Recipe | dict[str, Any]) -> str:
+    """What a run computes: the resolved recipe (defaults filled in), or a finished run's
+    recipe.yaml as read (the same data: a run writes its resolved recipe there), without
+    its report labels."""
+    data = copy.deepcopy(recipe) if isinstance(recipe, dict) else recipe_data(recipe)
     for key in ("label", "group", "reference"):  # report labels, not what the run computes
         data.pop(key, None)
-    data.get("train", {}).pop("keep_last_checkpoint", None)  # what it keeps, not computes
+    train = data.get("train")
+    if isinstance(train, dict):
+        train.pop("keep_last_checkpoint", None)  # what it keeps, not what it computes
     return json.dumps(data, sort_keys=True)
 
 
@@ -197,12 +201,18 @@ def reuse(source: Path, job: Job) -> None:
     tmp.rename(job.folder)
 
 
-def finished_runs(out: Path, registry: Registry) -> dict[str, Path]:
+#: libyaml's safe loader where PyYAML was built with it (several times faster), else PyYAML's
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def finished_runs(out: Path) -> dict[str, Path]:
     """Experiment key → folder of every finished run already under ``out``.
 
-    Lets a later sweep reuse a run that an earlier sweep made for another
-    recipe of the same experiment. A run whose saved recipe no longer loads
-    (written by an older esx, say) is simply not offered for reuse.
+    Lets a later sweep reuse a run that an earlier sweep made for another recipe of the
+    same experiment. The key is read from the run's recipe.yaml as written, not loaded
+    again (a run written by an older esx, whose defaults differed, matches no recipe of
+    this one's, so it is not offered for reuse; nor is one whose recipe.yaml does not
+    read).
     """
     found: dict[str, Path] = {}
     if not out.is_dir():
@@ -210,10 +220,11 @@ def finished_runs(out: Path, registry: Registry) -> dict[str, Path]:
     for metrics in sorted(out.glob("*/seed*/metrics.json")):
         folder = metrics.parent
         try:
-            recipe = load_recipe(folder / "recipe.yaml", registry)
-        except (RecipeError, EsxError):
+            data = yaml.load((folder / "recipe.yaml").read_text(encoding="utf-8"), _LOADER)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue
-        found.setdefault(experiment_key(recipe), folder)
+        if isinstance(data, dict):
+            found.setdefault(experiment_key(data), folder)
     return found
 
 
@@ -542,7 +553,10 @@ def run_sweep(
     planned = plan(paths, seeds, out, registry, overrides, vary)
     slots, threads = job_slots(jobs)
     ctx = {"where": where, "threads": threads, "slots": slots, "overrides": overrides, "out": out}
-    finished = finished_runs(out, registry)
+    # the finished runs are read only where a planned run is not finished (a twin of it
+    # may be): a rerun of a finished sweep plans and skips, reading nothing more
+    pending = any(not (job.folder / "metrics.json").is_file() for job in planned)
+    finished = finished_runs(out) if pending else {}
     todo, twins, skipped = _sort(planned, finished)
     submitted = executors.submitted_jobs(out / ".slurm")
     elsewhere = [j for j in todo if executors.running_elsewhere(j.folder, where.options, submitted)]

@@ -165,15 +165,24 @@ def test_reuse_spans_sweeps_into_one_folder(tmp_path, tiny_recipe):
     a = json.loads((out / "a_x" / "seed0" / "metrics.json").read_text())
     b = json.loads((out / "b_x" / "seed0" / "metrics.json").read_text())
     assert a["test"] == b["test"] and b["run"]["same_as"] == str(out / "a_x" / "seed0")
-    # a saved recipe that no longer loads is not offered for reuse, and breaks nothing
-    (out / "a_x" / "seed0" / "recipe.yaml").write_text("version: 1\nbogus: [")
+    # the key read from a run's recipe.yaml is the key of the recipe it resolves to
     from esx.plugins import registry
-    from esx.sweep import finished_runs
+    from esx.recipe import load_recipe
+    from esx.sweep import experiment_key, finished_runs
 
-    assert set(finished_runs(out, registry()).values()) == {
-        out / "b_x" / "seed0",
-        out / "c_other" / "seed0",
-    }
+    saved = out / "c_other" / "seed0" / "recipe.yaml"
+    key = experiment_key(load_recipe(saved, registry()))
+    assert experiment_key(yaml.safe_load(saved.read_text())) == key
+    assert finished_runs(out)[key] == out / "c_other" / "seed0"
+    # a saved recipe that no longer reads is not offered for reuse, and breaks nothing;
+    # nor is one an older esx wrote without a key this one fills in
+    (out / "a_x" / "seed0" / "recipe.yaml").write_text("version: 1\nbogus: [")
+    older = yaml.safe_load(saved.read_text())
+    del older["train"]["epochs"]
+    saved.write_text(yaml.safe_dump(older))
+    found = finished_runs(out)
+    assert key not in found and out / "a_x" / "seed0" not in found.values()
+    assert out / "b_x" / "seed0" in found.values()
 
 
 def test_report_reads_as_a_person_expects(tmp_path):
