@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -297,27 +298,7 @@ def _read(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[tup
         raise RecipeError(
             [f"{path} is not a text file (not UTF-8); a recipe is a YAML text file"], source
         ) from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        _check_size(root, source)  # before anything is expanded
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RecipeError([f"{where}: not valid YAML: {problem}"], source) from None
-    if raw is None:
-        raise RecipeError(
-            [
-                f"{source}: the file is empty; a recipe needs at least data, backbone, explainer, "
-                "aggregator and loss (see recipes/quickstart.yaml)"
-            ],
-            source,
-        )
-    if not isinstance(raw, dict):
-        kind = type(raw).__name__
-        raise RecipeError([f"{source}:1: a recipe must be a mapping of keys, got {kind}"], source)
-    lines = {k: f"{source}:{v}" for k, v in _line_map(root).items()}
+    raw, lines = copy.deepcopy(_parse(source, text))
     base = raw.pop("base", None)
     if base is None:
         return raw, lines
@@ -338,6 +319,34 @@ def _read(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[tup
         )
     base_raw, base_lines = _read(base_path, (*chain, base_path))
     return merge(base_raw, raw), {**base_lines, **lines}
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(source: str, text: str) -> tuple[dict[str, Any], dict[tuple, str]]:
+    """The recipe file ``source``'s own mapping (``base:`` not followed) and the file:line
+    of each key, parsed once per text (a sweep loads each recipe file once per run it
+    plans; an edited file is parsed anew). Callers take a deep copy."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_size(root, source)  # before anything is expanded
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError([f"{where}: not valid YAML: {problem}"], source) from None
+    if raw is None:
+        raise RecipeError(
+            [
+                f"{source}: the file is empty; a recipe needs at least data, backbone, explainer, "
+                "aggregator and loss (see recipes/quickstart.yaml)"
+            ],
+            source,
+        )
+    if not isinstance(raw, dict):
+        kind = type(raw).__name__
+        raise RecipeError([f"{source}:1: a recipe must be a mapping of keys, got {kind}"], source)
+    return raw, {k: f"{source}:{v}" for k, v in _line_map(root).items()}
 
 
 def load_recipe(path: str | Path, registry: Registry, overrides: list[str] | None = None) -> Recipe:
