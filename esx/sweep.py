@@ -19,7 +19,6 @@ recipe fails in seconds, not hours.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import os
@@ -163,14 +162,14 @@ def plan(
 def experiment_key(recipe: Recipe | dict[str, Any]) -> str:
     """What a run computes: the resolved recipe (defaults filled in), or a finished run's
     recipe.yaml as read (the same data: a run writes its resolved recipe there), without
-    its report labels."""
-    data = copy.deepcopy(recipe) if isinstance(recipe, dict) else recipe_data(recipe)
-    for key in ("label", "group", "reference"):  # report labels, not what the run computes
-        data.pop(key, None)
-    train = data.get("train")
-    if isinstance(train, dict):
-        train.pop("keep_last_checkpoint", None)  # what it keeps, not what it computes
-    return json.dumps(data, sort_keys=True)
+    its report labels. The recipe given is not changed."""
+    data = recipe if isinstance(recipe, dict) else recipe_data(recipe)
+    # report labels, not what the run computes
+    key = {k: v for k, v in data.items() if k not in ("label", "group", "reference")}
+    train = key.get("train")
+    if isinstance(train, dict):  # what it keeps, not what it computes
+        key["train"] = {k: v for k, v in train.items() if k != "keep_last_checkpoint"}
+    return json.dumps(key, sort_keys=True)
 
 
 def _link_or_copy(src: str, dst: str) -> None:

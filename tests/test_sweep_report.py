@@ -172,7 +172,13 @@ def test_reuse_spans_sweeps_into_one_folder(tmp_path, tiny_recipe):
 
     saved = out / "c_other" / "seed0" / "recipe.yaml"
     key = experiment_key(load_recipe(saved, registry()))
-    assert experiment_key(yaml.safe_load(saved.read_text())) == key
+    as_read = yaml.safe_load(saved.read_text())
+    assert experiment_key(as_read) == key
+    assert as_read == yaml.safe_load(saved.read_text())  # the dict given is not changed
+    relabelled = {**as_read, "label": "New", "group": "g", "reference": True}
+    relabelled["train"] = {**as_read["train"], "keep_last_checkpoint": True}
+    assert experiment_key(relabelled) == key
+    assert experiment_key({**as_read, "seed": as_read["seed"] + 1}) != key
     assert finished_runs(out)[key] == out / "c_other" / "seed0"
     # a saved recipe that no longer reads is not offered for reuse, and breaks nothing;
     # nor is one an older esx wrote without a key this one fills in
