@@ -31,6 +31,8 @@ def _run(
     synthetic: bool = True,
     data: str = "phantom",
     tables: list | None = None,
+    precision: str | None = None,
+    used: str | None = None,
 ) -> Path:
     folder.mkdir(parents=True)
     recipe = {
@@ -45,13 +47,15 @@ def _run(
     }
     if label:
         recipe["label"] = label
+    if precision:
+        recipe["train"]["precision"] = precision
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     test = {"accuracy": acc, "auc": 0.7, "precision": 0.6, "recall": 0.5, "f1": 0.55}
     metrics = {
         "test": test,
         "validation": {"best_epoch": 1, "select_metric": "accuracy", **test},
         "data": {"name": data, "synthetic": synthetic},
-        "run": {"seed": seed, "seconds": 1.0},
+        "run": {"seed": seed, "seconds": 1.0, **({"precision": used} if used else {})},
         "tables": tables or [],
     }
     (folder / "metrics.json").write_text(json.dumps(metrics))
@@ -69,6 +73,21 @@ def test_runs_of_different_experiments_are_rows_of_their_own(tmp_path):
     labels = sorted(r.label for r in rows)
     assert labels == ["gradia on magi [train.epochs=1]", "gradia on magi [train.epochs=2]"]
     assert sorted(len(r.runs) for r in rows) == [1, 2]
+
+
+def test_a_row_is_the_precision_its_runs_used_not_the_one_their_recipes_named(tmp_path):
+    """`auto` on a CPU (fp32) and `fp32` on a GPU are one experiment; `auto` on a GPU
+    (bf16) is another, labelled as a recipe names it; a run that did not record its
+    precision keeps its recipe's."""
+    _run(tmp_path / "a" / "seed0", 0.70, precision="auto", used="fp32")
+    _run(tmp_path / "a" / "seed1", 0.72, seed=1, precision="fp32", used="fp32")
+    _run(tmp_path / "a" / "seed2", 0.74, seed=2, precision="auto", used="torch.bfloat16")
+    _run(tmp_path / "a" / "seed3", 0.76, seed=3, precision="bf16")
+    rows = {r.label: len(r.runs) for r in collect(tmp_path)}
+    assert rows == {
+        "gradia on magi [train.precision=fp32]": 2,
+        "gradia on magi [train.precision=bf16]": 2,
+    }
 
 
 def test_rows_that_share_a_label_are_told_apart_by_their_folder(tmp_path):
@@ -269,6 +288,25 @@ def test_the_curve_report_refuses_an_unknown_key_or_floor(tmp_path):
     assert res.exit_code == 2 and "needs the rows that bound it" in res.output
     res = CliRunner().invoke(app, ["report", str(tmp_path), "--floor", "Baseline"])
     assert res.exit_code == 2 and "go with --curve" in res.output
+
+
+def test_the_curve_report_refuses_two_experiments_at_one_point_of_a_line(tmp_path):
+    """Two rows of one line at one value (here a Consensus run of other epochs) used to be
+    one point, the other row's runs silently dropped; the report names both instead."""
+    _curve_runs(tmp_path)
+    folder = tmp_path / "consensus" / "seed3_data.params.level=0.5"
+    _run(folder, 0.8, seed=3, label="Consensus", epochs=5)
+    recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+    recipe["data"] = {"name": "panel", "params": {"level": 0.5, "seed": 0}}
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    from esx.errors import EsxError
+
+    with pytest.raises(EsxError) as err:
+        curve.lines(collect(tmp_path), "data.params.level")
+    msg = str(err.value)
+    assert "line 'Consensus' has two rows at data.params.level = 0.5" in msg
+    assert "train.epochs=2" in msg and "(3 runs)" in msg
+    assert "train.epochs=5" in msg and "(1 run)" in msg
 
 
 def test_kept_share_against_a_hand_computation():

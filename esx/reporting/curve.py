@@ -36,6 +36,10 @@ def _value(row: Row, key: str) -> float:
         ) from None
 
 
+def _runs(row: Row) -> str:
+    return f"{len(row.runs)} run" + "s" * (len(row.runs) != 1)
+
+
 def lines(rows: list[Row], key: str) -> dict[str, dict[float, Row]]:
     """Line name -> value of ``key`` -> the row of that recipe at that value."""
     if not any(key in r.experiment for r in rows):
@@ -46,7 +50,16 @@ def lines(rows: list[Row], key: str) -> dict[str, dict[float, Row]]:
     out: dict[str, dict[float, Row]] = {}
     for r in rows:
         if key in r.experiment:
-            out.setdefault(r.name, {})[_value(r, key)] = r
+            points = out.setdefault(r.name, {})
+            x = _value(r, key)
+            if x in points:
+                raise EsxError(
+                    f"--curve {key}: line {r.name!r} has two rows at {key} = {x:g}, "
+                    f"{points[x].label!r} ({_runs(points[x])}) and {r.label!r} "
+                    f"({_runs(r)}), which ran different experiments; give their "
+                    "recipes different labels, or move one's runs out of the report's folder"
+                )
+            points[x] = r
     return out
 
 

@@ -4,8 +4,9 @@ did not finish.
 Runs are grouped by the folder above ``seed<k>`` (a sweep's layout) or, for a flat
 folder of runs, by the run folder; within a group, runs whose resolved recipes
 differ in anything but the seed, the data draw, labels and where they computed
-are split into rows of their own, labelled with the keys that differ. Rows with
-the same label are told apart by their folder.
+are split into rows of their own, labelled with the keys that differ. The
+precision is the one each run used (``auto`` on a CPU and ``fp32`` on a GPU are
+one experiment). Rows with the same label are told apart by their folder.
 """
 
 from __future__ import annotations
@@ -86,10 +87,20 @@ def _draw(key: str) -> bool:
     return key.startswith("data.") and key.endswith(".seed")
 
 
-def experiment(recipe: dict[str, Any]) -> dict[str, Any]:
+#: a run's recorded precision (``metrics.json``: ``run.precision``) as a recipe names it
+_PRECISION = {"torch.bfloat16": "bf16", "torch.float16": "fp16"}
+
+
+def experiment(recipe: dict[str, Any], run: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a run computed: its resolved recipe, flattened, without :data:`NOT_EXPERIMENT`
-    and the data draw's seeds."""
-    return {k: v for k, v in flatten(recipe).items() if k not in NOT_EXPERIMENT and not _draw(k)}
+    and the data draw's seeds; ``train.precision`` as the run resolved it (its
+    ``metrics.json``'s ``run.precision``: ``auto`` is fp32 on a CPU, bf16 on most GPUs)
+    where ``run`` records it."""
+    exp = {k: v for k, v in flatten(recipe).items() if k not in NOT_EXPERIMENT and not _draw(k)}
+    used = ((run or {}).get("run") or {}).get("precision")
+    if used is not None:
+        exp["train.precision"] = _PRECISION.get(used, used)
+    return exp
 
 
 def collect(root: Path) -> list[Row]:
@@ -100,15 +111,15 @@ def collect(root: Path) -> list[Row]:
         key = folder.parent.name if folder.name.startswith("seed") else folder.name
         recipe_path = folder / "recipe.yaml"
         recipe = yaml.safe_load(recipe_path.read_text()) if recipe_path.is_file() else {}
-        exp = experiment(recipe or {})
+        fix = "rerun that run, or move its folder out of the report's"
+        run = inputs.read_json(metrics_path, fix)
+        exp = experiment(recipe or {}, run)
         ident = (key, json.dumps(exp, sort_keys=True, default=str))
         label = _label(recipe, key)
         fresh = Row(key, label, recipe.get("group") or "", experiment=exp, name=label)
         row = rows.setdefault(ident, fresh)
         row.reference |= bool(recipe.get("reference"))
         row.epochs.add(int(recipe.get("train", {}).get("epochs", 0)))
-        fix = "rerun that run, or move its folder out of the report's"
-        run = inputs.read_json(metrics_path, fix)
         _declared_lower(run, metrics_path)  # a malformed declaration stops here, naming the file
         synthetic = bool(run.get("data", {}).get("synthetic"))
         row.synthetic = synthetic if not row.runs or row.synthetic == synthetic else None
