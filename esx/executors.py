@@ -153,6 +153,7 @@ def run_command(
     of its error output."""
     if not claim(folder, options or ExecutorOptions(), job_id):
         return ELSEWHERE
+    # checkpoint.LAST, spelled out: this module stays free of torch
     if "--resume" not in cmd and (folder / "last.safetensors").is_file():
         # planned fresh, but another sweep's run got this far before it was stopped
         cmd = command(folder, Path(), [], resume=True)

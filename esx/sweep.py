@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from esx import executors, outputs
+from esx import checkpoint, executors, outputs
 from esx.errors import DiskFullError, EsxError, RecipeError
 from esx.launch import train
 from esx.outputs import human_size
@@ -247,10 +247,15 @@ def job_slots(jobs: str | int) -> tuple[int, int]:
     return n, max(1, cores // n)
 
 
+def _interrupted(folder: Path) -> bool:
+    """Whether the run in ``folder`` stopped after a finished epoch, so that it resumes."""
+    return (folder / checkpoint.LAST).is_file()
+
+
 def _task(job: Job, overrides: list[str], where: executors.Where | None = None) -> executors.Job:
     """The job as an executor runs it: its ``esx run`` (a resume when it was interrupted),
     with absolute paths when it runs on a cluster node, whose working folder may differ."""
-    resume = (job.folder / "last.safetensors").is_file()
+    resume = _interrupted(job.folder)
     folder, recipe = job.folder, job.recipe_path
     if where is not None and where.executor != "local":
         folder, recipe = folder.resolve(), recipe.resolve()
@@ -264,7 +269,7 @@ def _run_here(job: Job) -> str | None:
     error."""
     if not executors.claim(job.folder, executors.ExecutorOptions()):
         return executors.ELSEWHERE
-    resume = (job.folder / "last.safetensors").is_file()
+    resume = _interrupted(job.folder)
     try:
         train(job.recipe, job.folder, Console(quiet=True), str(job.recipe_path), resume=resume)
     except Exception as exc:  # the others go on; the error is reported at the end
@@ -467,7 +472,7 @@ def _dry_run(console: Console, todo: list[Job], elsewhere: list[Job], ctx: dict)
 def _run_todo(t: Tally, todo: list[Job], ctx: dict) -> list[Job]:
     """Run ``todo``; the jobs that another sweep took before this one came to them."""
     taken: list[Job] = []
-    started = {job.folder: (job.folder / "last.safetensors").is_file() for job in todo}
+    started = {job.folder: _interrupted(job.folder) for job in todo}
     for job in todo:
         if started[job.folder]:
             t.say(
