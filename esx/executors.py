@@ -153,7 +153,8 @@ def run_command(
     of its error output."""
     if not claim(folder, options or ExecutorOptions(), job_id):
         return ELSEWHERE
-    # checkpoint.LAST, spelled out: this module stays free of torch
+    # checkpoint.LAST, spelled out: this module stays free of torch (a cluster worker
+    # imports it to wrap each run's process; tests/test_executors.py pins it)
     if "--resume" not in cmd and (folder / "last.safetensors").is_file():
         # planned fresh, but another sweep's run got this far before it was stopped
         cmd = command(folder, Path(), [], resume=True)

@@ -370,3 +370,12 @@ def test_run_command_names_the_run_process_and_resumes_what_another_sweep_began(
 
 
 _OUT = {"capture_output": True, "text": True, "check": True}
+
+
+def test_the_executors_module_loads_without_torch() -> None:
+    # A cluster worker imports esx.executors to wrap each run's `esx run` process; the
+    # run loads torch itself. So the module spells checkpoint.LAST out instead of
+    # importing esx.checkpoint, and this pins that it stays so.
+    code = "import sys, esx.executors; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
