@@ -37,13 +37,28 @@ def choose_device(wanted: str, world: dist.World | None = None) -> torch.device:
     return torch.device(wanted)
 
 
+#: a recipe's ``train.precision`` (but ``auto``) -> the autocast dtype (``None``: full fp32)
+DTYPES: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
 def choose_precision(wanted: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of a run (``None``: full fp32)."""
     if wanted == "auto":
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[wanted]
+    return DTYPES[wanted]
+
+
+def precision_name(recorded: str) -> str:
+    """A run's recorded precision (:attr:`Runtime.precision`, as ``metrics.json`` has it:
+    ``fp32`` or the dtype, e.g. ``torch.bfloat16``) as a recipe names it (``bf16``)."""
+    names = {str(dtype): name for name, dtype in DTYPES.items() if dtype is not None}
+    return names.get(recorded, recorded)
 
 
 #: score scale of a differentiable explainer under fp16 (a power of two: unscaling is exact)

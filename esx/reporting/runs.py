@@ -21,6 +21,7 @@ import yaml
 from esx import inputs
 from esx.errors import EsxError
 from esx.runlog import read_status
+from esx.runtime import precision_name
 
 #: the ``metrics.json`` key listing the run's metrics where a lower value is the better one;
 #: their paired verdicts and wins are turned round
@@ -87,10 +88,6 @@ def _draw(key: str) -> bool:
     return key.startswith("data.") and key.endswith(".seed")
 
 
-#: a run's recorded precision (``metrics.json``: ``run.precision``) as a recipe names it
-_PRECISION = {"torch.bfloat16": "bf16", "torch.float16": "fp16"}
-
-
 def experiment(recipe: dict[str, Any], run: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a run computed: its resolved recipe, flattened, without :data:`NOT_EXPERIMENT`
     and the data draw's seeds; ``train.precision`` as the run resolved it (its
@@ -99,7 +96,7 @@ def experiment(recipe: dict[str, Any], run: dict[str, Any] | None = None) -> dic
     exp = {k: v for k, v in flatten(recipe).items() if k not in NOT_EXPERIMENT and not _draw(k)}
     used = ((run or {}).get("run") or {}).get("precision")
     if used is not None:
-        exp["train.precision"] = _PRECISION.get(used, used)
+        exp["train.precision"] = precision_name(used)
     return exp
 
 
