@@ -25,7 +25,7 @@ from esx.outputs import prepare_run_dir
 from esx.plugins import Registry, registry
 from esx.recipe import SLOTS, Recipe, load_recipe
 from esx.reporting.html import write_run_page
-from esx.runtime import Runtime
+from esx.runtime import Runtime, reuse_freed_memory
 from esx.trainer import Trainer
 
 log = logging.getLogger("esx")
@@ -117,6 +117,7 @@ def run(
 ) -> tuple[dict[str, Any] | None, Path | None]:
     """``esx run``: the metrics and the run folder (None, None for a finished run given to
     ``--resume``, which is left as it is)."""
+    reuse_freed_memory()  # the command owns its process; a library call does not
     if resume is not None and (resume / "metrics.json").is_file():
         console.print(checkpoint.finished_note(resume))
         return None, None

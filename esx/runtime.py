@@ -8,7 +8,11 @@ result instead of deciding again.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
+import platform
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +63,72 @@ def precision_name(recorded: str) -> str:
     ``fp32`` or the dtype, e.g. ``torch.bfloat16``) as a recipe names it (``bf16``)."""
     names = {str(dtype): name for name, dtype in DTYPES.items() if dtype is not None}
     return names.get(recorded, recorded)
+
+
+#: ``ESX_ALLOCATOR`` values: ``reuse`` (the esx commands' default), ``system`` (malloc as is)
+ALLOCATORS = ("reuse", "system")
+#: environment variables by which a user has already tuned malloc (esx then leaves it be)
+_MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+               "MALLOC_TOP_PAD_")  # fmt: skip
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+_allocator = "system"
+
+
+def allocator_choice(environ: Mapping[str, str]) -> tuple[str, str]:
+    """Whether :func:`reuse_freed_memory` applies under ``environ``, and why:
+    ``("reuse", why)`` or ``("system", why)``; decides only, changes nothing."""
+    wanted = environ.get("ESX_ALLOCATOR", "reuse").strip().lower() or "reuse"
+    if wanted not in ALLOCATORS:
+        raise EsxError(
+            f"ESX_ALLOCATOR={environ['ESX_ALLOCATOR']!r} is not one of {', '.join(ALLOCATORS)}: "
+            "unset it (freed memory is reused) or set ESX_ALLOCATOR=system (malloc as is)"
+        )
+    if wanted == "system":
+        return "system", "ESX_ALLOCATOR=system"
+    tuned = [k for k in _MALLOC_ENV if k in environ]
+    if "malloc" in environ.get("GLIBC_TUNABLES", ""):
+        tuned.append("GLIBC_TUNABLES")
+    if "malloc" in environ.get("LD_PRELOAD", ""):
+        tuned.append("LD_PRELOAD")  # jemalloc, tcmalloc, mimalloc: the user's allocator
+    if tuned:
+        return "system", f"set by the user ({', '.join(tuned)})"
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return "system", "not glibc's malloc"
+    return "reuse", "freed memory kept for reuse"
+
+
+def reuse_freed_memory() -> str:
+    """Have glibc's malloc keep freed memory for reuse; the allocator in effect after it.
+
+    glibc serves each allocation above its mmap threshold (128 KiB, adapting up to 32
+    MiB) with a fresh ``mmap`` and unmaps it when freed, so a training step that frees and
+    allocates the same large tensors every step makes the kernel map and zero each of
+    their pages again: about a fifth of a CPU run's time in a measured workload
+    (``benchmarks/allocator.py``, ``docs/explanation/performance.md``). With no mmap
+    (``M_MMAP_MAX`` 0) and the heap's top kept (``M_TRIM_THRESHOLD``), freed blocks are
+    reused instead. The arithmetic is the same (every CPU tensor is 64-byte aligned
+    either way; a run's checkpoint is bit-identical: ``tests/test_allocator.py``); the
+    process keeps its peak memory until it exits.
+
+    Called by the commands that train (``esx run``, ``esx sweep``: :func:`esx.launch.run`,
+    :func:`esx.sweep.command`), not on import: a library must not change the allocator of
+    the program that imports it. Left as it is where :func:`allocator_choice` says so
+    (``ESX_ALLOCATOR=system``, malloc tuned by the user, another allocator preloaded, or
+    not glibc).
+    """
+    global _allocator
+    choice, _ = allocator_choice(os.environ)
+    if choice == "reuse" and _allocator != "reuse":
+        mallopt = ctypes.CDLL(None).mallopt
+        if mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1:
+            _allocator = "reuse"
+    return _allocator
+
+
+def allocator() -> str:
+    """The allocator in effect: ``reuse`` once :func:`reuse_freed_memory` applied it, else
+    ``system``."""
+    return _allocator
 
 
 #: score scale of a differentiable explainer under fp16 (a power of two: unscaling is exact)

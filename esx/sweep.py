@@ -42,6 +42,7 @@ from esx.outputs import human_size
 from esx.plugins import Registry, registry
 from esx.recipe import Recipe, dump_recipe, load_recipe, recipe_data
 from esx.runlog import read_status
+from esx.runtime import reuse_freed_memory
 
 
 @dataclass
@@ -389,6 +390,7 @@ def parse_seeds(specs: list[str]) -> list[int]:
 
 def command(plan: Plan, executor_config: Path | None, flags: dict, console: Console) -> bool:
     """``esx sweep``: run the plan and print how it went; False when a run failed."""
+    reuse_freed_memory()  # for the runs of --jobs 1, in this process
     where = executors.where_from(plan.executor, executor_config, flags)
     try:
         result = run_sweep(
