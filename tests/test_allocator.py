@@ -95,5 +95,7 @@ def test_a_run_is_bit_identical_with_either_allocator(tmp_path, tiny_recipe):
         assert first.endswith(f"allocator {way if GLIBC else 'system'}"), first
     for name in ("best.safetensors", "history.csv", "predictions.csv"):
         assert (tmp_path / "system" / name).read_bytes() == (tmp_path / "reuse" / name).read_bytes()
-    metrics = [json.loads((tmp_path / w / "metrics.json").read_text()) for w in ("system", "reuse")]
-    assert [m["test"] for m in metrics][0] == [m["test"] for m in metrics][1]
+    system, reuse = (
+        json.loads((tmp_path / w / "metrics.json").read_text()) for w in ("system", "reuse")
+    )
+    assert system["test"] == reuse["test"]
