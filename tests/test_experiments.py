@@ -403,3 +403,39 @@ def test_magi_cell_gives_learned_weights_in_the_order_of_the_slots_areas(tmp_pat
     )
     # uniform weights (consensus targets) are not drawn
     assert "learned weight" not in mod.table(tmp_path, "data.params.level=0.5", "c", "w", "b", "o")
+
+
+def test_vote_kinds_hand_computed():
+    truth = torch.zeros(4, 4, 4)
+    truth[:, 0:2, 0:2] = 1  # a 2x2 object in every image
+    voted = torch.zeros(4, 4, 4)
+    # image 0: empty
+    voted[1, 3, 3] = 1  # off the object only (a decoy)
+    voted[1, 0, 0] = 1  # and 1 of its 4 pixels: under half
+    voted[2, 0:2, 0:2] = 1  # the object exactly
+    voted[3, 0, 0:2] = 1  # half the object
+    voted[3, 3, 3] = 1  # and a pixel outside it
+    assert load_script("vote_kinds").kinds(voted, truth).tolist() == [0, 1, 2, 3]
+
+
+def test_vote_kinds_counts_the_vote_of_a_tiny_panel(capsys, monkeypatch, tmp_path):
+    recipe = tmp_path / "panel.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "base": str(ROOT / "recipes" / "noise_curve" / "consensus.yaml"),
+                "data": {"params": {"of": {"params": {"n_train": 40, "n_val": 10, "n_test": 10}}}},
+            }
+        )
+    )
+    mod = load_script("vote_kinds")
+    # level 1: every annotator marks the decoy, so every vote is off the truth
+    assert mod.shares(str(recipe), ["data.params.level=1"], 0, "train") == [0, 1, 0, 0]
+    # level 0: every annotator draws the truth, so every vote is the truth alone
+    assert mod.shares(str(recipe), ["data.params.level=0"], 0, "train") == [0, 0, 1, 0]
+    monkeypatch.setattr(
+        "sys.argv", ["vote_kinds", str(recipe), "data.params.level=0", "--draws", "0-1"]
+    )
+    mod.main()
+    out = capsys.readouterr().out
+    assert "| 1 | 0.000 | 0.000 | 1.000 | 0.000 |" in out
