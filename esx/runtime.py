@@ -72,6 +72,7 @@ _MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESH
                "MALLOC_TOP_PAD_")  # fmt: skip
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
 _allocator = "system"
+_allocator_why = "no esx command applied one"  # a library import leaves malloc alone
 
 
 def allocator_choice(environ: Mapping[str, str]) -> tuple[str, str]:
@@ -116,12 +117,17 @@ def reuse_freed_memory() -> str:
     (``ESX_ALLOCATOR=system``, malloc tuned by the user, another allocator preloaded, or
     not glibc).
     """
-    global _allocator
-    choice, _ = allocator_choice(os.environ)
-    if choice == "reuse" and _allocator != "reuse":
+    global _allocator, _allocator_why
+    choice, why = allocator_choice(os.environ)
+    if _allocator == "reuse":
+        return _allocator  # applied once for the process, with its reason
+    if choice == "reuse":
         mallopt = ctypes.CDLL(None).mallopt
         if mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1:
             _allocator = "reuse"
+        else:
+            why = "glibc's mallopt refused the settings"
+    _allocator_why = why
     return _allocator
 
 
@@ -129,6 +135,12 @@ def allocator() -> str:
     """The allocator in effect: ``reuse`` once :func:`reuse_freed_memory` applied it, else
     ``system``."""
     return _allocator
+
+
+def allocator_why() -> str:
+    """Why :func:`allocator` is what it is (:func:`allocator_choice`'s reason, or that no
+    esx command applied one), for the run's first log line."""
+    return _allocator_why
 
 
 #: score scale of a differentiable explainer under fp16 (a power of two: unscaling is exact)

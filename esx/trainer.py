@@ -40,7 +40,7 @@ from esx.data import loader, train_loader
 from esx.errors import DiskFullError, NonFiniteLossError
 from esx.interfaces import Aggregator
 from esx.recipe import Recipe, dump_recipe
-from esx.runtime import FP16_EXPLAIN_SCALE, Runtime, allocator, seed_everything
+from esx.runtime import FP16_EXPLAIN_SCALE, Runtime, allocator, allocator_why, seed_everything
 from esx.step import StepModule
 from esx.types import Batch
 
@@ -190,9 +190,9 @@ class Trainer:
             runlog.start_log(self.out, append=resume)
             runlog.banners(self.console, info, self.c.fallback, self.announced)
         log.info(
-            "esx %s, device %s, data %s %s, precision %s, processes %d, allocator %s",
+            "esx %s, device %s, data %s %s, precision %s, processes %d, allocator %s (%s)",
             *(__version__, self.rt.device, info.name, info.splits),
-            *(self.rt.precision, self.rt.world.size, allocator()),
+            *(self.rt.precision, self.rt.world.size, allocator(), allocator_why()),
         )
 
     def _prepare_aggregator(self, progress: Any) -> None:

@@ -54,6 +54,7 @@ FAULTS = """
 import resource, sys, torch
 from esx import runtime
 assert runtime.allocator() == "system"  # importing esx changes nothing
+assert runtime.allocator_why() == "no esx command applied one"
 print(runtime.reuse_freed_memory(), file=sys.stderr)
 for step in range(30):  # a training step's pattern: the same large tensor, freed, again
     if step == 10:  # the heap has grown to what the steps need (about 3 steps here)
@@ -92,7 +93,11 @@ def test_a_run_is_bit_identical_with_either_allocator(tmp_path, tiny_recipe):
              "--quiet"], env=_env(ESX_ALLOCATOR=way), check=True,
         )  # fmt: skip
         first = (tmp_path / way / "run.log").read_text().splitlines()[0]
-        assert first.endswith(f"allocator {way if GLIBC else 'system'}"), first
+        said = {"reuse": "freed memory kept for reuse", "system": "ESX_ALLOCATOR=system"}
+        want = (
+            f"allocator {way} ({said[way]})" if GLIBC else "allocator system (not glibc's malloc)"
+        )
+        assert first.endswith(want), first
     for name in ("best.safetensors", "history.csv", "predictions.csv"):
         assert (tmp_path / "system" / name).read_bytes() == (tmp_path / "reuse" / name).read_bytes()
     system, reuse = (
