@@ -71,8 +71,8 @@ ALLOCATORS = ("reuse", "system")
 _MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
                "MALLOC_TOP_PAD_")  # fmt: skip
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
-_allocator = "system"
-_allocator_why = "no esx command applied one"  # a library import leaves malloc alone
+#: the allocator in effect and why; a library import leaves malloc alone
+_allocator: tuple[str, str] = ("system", "no esx command applied one")
 
 
 def allocator_choice(environ: Mapping[str, str]) -> tuple[str, str]:
@@ -117,30 +117,28 @@ def reuse_freed_memory() -> str:
     (``ESX_ALLOCATOR=system``, malloc tuned by the user, another allocator preloaded, or
     not glibc).
     """
-    global _allocator, _allocator_why
+    global _allocator
     choice, why = allocator_choice(os.environ)
-    if _allocator == "reuse":
-        return _allocator  # applied once for the process, with its reason
+    if _allocator[0] == "reuse":
+        return "reuse"  # applied once for the process, with its reason
     if choice == "reuse":
         mallopt = ctypes.CDLL(None).mallopt
-        if mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1:
-            _allocator = "reuse"
-        else:
-            why = "glibc's mallopt refused the settings"
-    _allocator_why = why
-    return _allocator
+        if mallopt(_M_MMAP_MAX, 0) != 1 or mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) != 1:
+            choice, why = "system", "glibc's mallopt refused the settings"
+    _allocator = (choice, why)
+    return choice
 
 
 def allocator() -> str:
     """The allocator in effect: ``reuse`` once :func:`reuse_freed_memory` applied it, else
     ``system``."""
-    return _allocator
+    return _allocator[0]
 
 
 def allocator_why() -> str:
     """Why :func:`allocator` is what it is (:func:`allocator_choice`'s reason, or that no
     esx command applied one), for the run's first log line."""
-    return _allocator_why
+    return _allocator[1]
 
 
 #: score scale of a differentiable explainer under fp16 (a power of two: unscaling is exact)
