@@ -15,6 +15,9 @@ from typer.testing import CliRunner
 from esx.cli import app
 from esx.errors import EsxError
 from esx.interfaces import BuildContext
+from esx.plugins import build_registry
+from esx.testing import context
+from esx.types import Batch
 from esx_phantom.dataset import Phantom, PhantomParams
 
 from conftest import ROOT, make_folder
@@ -439,3 +442,65 @@ def test_vote_kinds_counts_the_vote_of_a_tiny_panel(capsys, monkeypatch, tmp_pat
     mod.main()
     out = capsys.readouterr().out
     assert "| 1 | 0.000 | 0.000 | 1.000 | 0.000 |" in out
+
+
+def _soft_batch():
+    truth = torch.tensor([[[1.0, 1.0], [0.0, 0.0]]]).expand(2, 1, 2, 2)
+    distractors = torch.tensor([[[0, 1], [0, 1]]], dtype=torch.uint8).expand(2, 1, 2, 2)
+    valid = torch.tensor([[True, False], [False, False]])  # image 1: nobody annotated
+    return Batch(
+        image=torch.zeros(2, 1, 2, 2),
+        label=torch.tensor([0, 1]),
+        masks=torch.zeros(2, 2, 2, 2),
+        mask_valid=valid,
+        truth=truth,
+        extras={"distractors": distractors},
+    )
+
+
+@pytest.mark.parametrize(
+    ("truth", "distractor", "want"),
+    [(0.68, 0.32, [[0.68, 1.0], [0.0, 0.32]]), (1.0, 1.0, [[1.0, 1.0], [0.0, 1.0]])],
+)
+def test_soft_target_hand_computed(truth, distractor, want):
+    mod = load_script("soft_target")
+    agg = mod.SoftTruth(mod.SoftTruthParams(truth=truth, distractor=distractor), context())
+    t = agg(_soft_batch()).targets
+    assert torch.allclose(t.masks[0, 0], torch.tensor(want))
+    assert t.weights.tolist() == [[1.0], [0.0]]  # only annotated images are supervised
+
+
+def test_soft_target_refuses_data_without_distractors_or_truth():
+    mod = load_script("soft_target")
+    params = mod.SoftTruthParams(truth=0.68, distractor=0.32)
+    with pytest.raises(EsxError, match="has none"):
+        mod.SoftTruth(params, context(has_truth=False))
+    batch = _soft_batch()
+    batch.extras.clear()
+    with pytest.raises(EsxError, match="no distractors extra"):
+        mod.SoftTruth(params, context())(batch)
+
+
+def test_soft_target_trains_through_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.setattr("esx.plugins._REGISTRY", build_registry())  # the test's own
+    recipe = tmp_path / "soft.yaml"
+    small = {"n_train": 40, "n_val": 10, "n_test": 10}
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "base": str(ROOT / "experiments" / "soft_target" / "soft.yaml"),
+                "data": {"params": {"level": 0.5, "of": {"params": small}}},
+                "train": {"epochs": 1},
+            }
+        )
+    )
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as done:
+        load_script("soft_target").main(["run", str(recipe), "--out", str(out)])
+    assert done.value.code == 0
+    resolved = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert resolved["aggregator"] == {
+        "name": "soft_truth",
+        "params": {"truth": 0.68, "distractor": 0.32},
+    }
+    assert "accuracy" in json.loads((out / "metrics.json").read_text())["test"]
