@@ -504,3 +504,43 @@ def test_soft_target_trains_through_the_command_line(tmp_path, monkeypatch):
         "params": {"truth": 0.68, "distractor": 0.32},
     }
     assert "accuracy" in json.loads((out / "metrics.json").read_text())["test"]
+
+
+def test_target_values_region_sums_hand_computed():
+    truth = torch.tensor([[[1.0, 1.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]])
+    distractor = torch.tensor([[[0.0, 1.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]])
+    target = torch.tensor([[[0.6, 0.8], [0.4, 0.2]], [[1.0, 0.0], [0.0, 0.0]]])
+    got = load_script("target_values").region_sums(target, truth, distractor)
+    # image 0: truth (0.6, 0.8), the distractor's own pixel 0.4, the rest 0.2; total 2.0
+    # image 1: truth 1.0, distractor 0.0, rest (0, 0); total 1.0
+    want = {
+        "n": 2.0,
+        "truth_value": 0.7 + 1.0,
+        "truth_share": 1.4 / 2.0 + 1.0,
+        "distractor_value": 0.4 + 0.0,
+        "distractor_share": 0.4 / 2.0 + 0.0,
+        "rest_value": 0.2 + 0.0,
+        "rest_share": 0.2 / 2.0 + 0.0,
+    }
+    assert got == pytest.approx(want)
+
+
+def test_target_values_on_a_tiny_magi_run(tmp_path, tiny_recipe, capsys):
+    tiny_recipe["aggregator"] = {"name": "magi", "params": {"gen_size": 16, "targets": "weighted"}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_recipe))
+    res = CliRunner().invoke(
+        app, ["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run"), "--quiet"]
+    )
+    assert res.exit_code == 0, res.output
+    mod = load_script("target_values")
+    got = mod.values(tmp_path / "run")
+    assert got["n"] > 0
+    shares = [got[f"{r}_share"] for r in mod.REGIONS]
+    assert sum(shares) == pytest.approx(1.0, abs=1e-4)  # soft masks: never all zero
+    assert all(0 <= got[f"{r}_value"] <= 1 for r in mod.REGIONS)
+    mod.main([str(tmp_path / "run")])
+    assert f"| {tmp_path / 'run'} | {got['n']:.0f} |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="needs a MAGI run"):
+        tiny_recipe["aggregator"] = {"name": "consensus"}
+        (tmp_path / "run" / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe))
+        mod.main([str(tmp_path / "run")])

@@ -1,0 +1,93 @@
+"""What values do a finished MAGI run's targets take on the truth, the distractor and elsewhere?
+
+    python experiments/target_values.py runs/noise_curve_energy/magi_weighted/seed0_* ...
+
+For each run folder (a MAGI run on a dataset with true masks and ``extras["distractors"]``,
+e.g. Decoy-MNIST's panels): rebuild its recipe, load ``best.safetensors`` and, on the
+annotated images of the training split, form the one mask each image's targets amount to
+under a loss linear in its target (the energy loss): the weighted mean of the target
+masks, Σ w·m / Σ w (with ``targets: weighted`` the generated masks under the learned
+weights; with ``consensus`` the generated vote). Prints, as a Markdown table, its mean
+value on the true mask's pixels, on the distractor's, and on the rest, and each region's
+share of the mask's total, averaged over images. A target built from the truth as a ×
+truth + b × distractor has a, b and 0 there (``experiments/soft_target.py``); the lab
+notebook's energy-curve MAGI cells (63 and on) read MAGI's against it.
+
+The generator runs in eval mode (as the run's report measures it), so this is the
+selected checkpoint's targets, not those of every training step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from esx.data import loader  # noqa: E402
+from esx.errors import EsxError  # noqa: E402
+from esx_magi.report import load_run  # noqa: E402
+
+REGIONS = ("truth", "distractor", "rest")
+
+
+def region_sums(target: torch.Tensor, truth: torch.Tensor, distractor: torch.Tensor) -> dict:
+    """Sums over images of each region's mean value and share of the target's total;
+    target, truth, distractor: (N, H, W), the last two in {0, 1} (a pixel of both counts
+    as truth)."""
+    t, d = truth.flatten(1) > 0.5, distractor.flatten(1) > 0.5
+    masks = {"truth": t, "distractor": d & ~t, "rest": ~(t | d)}
+    v = target.flatten(1)
+    total = v.sum(1).clamp(min=1e-12)
+    out = {"n": float(len(v))}
+    for name, m in masks.items():
+        inside = (v * m).sum(1)
+        out[f"{name}_value"] = float((inside / m.sum(1).clamp(min=1)).sum())
+        out[f"{name}_share"] = float((inside / total).sum())
+    return out
+
+
+@torch.no_grad()
+def values(run: Path, split: str = "train") -> dict[str, float]:
+    """Per-image means over the split's annotated images (see :func:`region_sums`)."""
+    c, magi = load_run(run)
+    sums: dict[str, float] = {}
+    for batch in loader(c.dataset.split(split), 256, None, 0):
+        found = batch.extras.get("distractors")
+        if batch.truth is None or found is None:
+            raise EsxError(
+                f"{run}: its dataset gives no true mask or no distractors extra; this "
+                "measure needs both (decoy_mnist or phantom, or a panel of either)"
+            )
+        t = magi(batch).targets
+        rows = t.weights.sum(1) > 0
+        w = t.weights[rows][..., None, None]
+        target = (t.masks[rows] * w).sum(1) / w.sum(1)
+        got = region_sums(target, batch.truth[rows, 0], found[rows].amax(dim=1))
+        for k, v in got.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return {k: (v if k == "n" else v / sums["n"]) for k, v in sums.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--split", default="train")
+    a = ap.parse_args(argv)
+    cols = [f"{r} {k}" for r in REGIONS for k in ("value", "share")]
+    print("| run | images | " + " | ".join(cols) + " |")
+    print("| --- | --- |" + " --- |" * len(cols))
+    for run in a.runs:
+        try:
+            s = values(run, a.split)
+        except EsxError as err:
+            raise SystemExit(f"error: {err}") from None
+        row = " | ".join(f"{s[f'{r}_{k}']:.3f}" for r in REGIONS for k in ("value", "share"))
+        print(f"| {run} | {s['n']:.0f} | {row} |")
+
+
+if __name__ == "__main__":
+    main()
