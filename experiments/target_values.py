@@ -11,7 +11,7 @@ weights; with ``consensus`` the generated vote). Prints, as a Markdown table, it
 value on the true mask's pixels, on the distractor's, and on the rest, and each region's
 share of the mask's total, averaged over images. A target built from the truth as a ×
 truth + b × distractor has a, b and 0 there (``experiments/soft_target.py``); the lab
-notebook's energy-curve MAGI cells (63 and on) read MAGI's against it.
+notebook's energy-curve MAGI cells (63 and 64) read MAGI's against it.
 
 The generator runs in eval mode (as the run's report measures it), so this is the
 selected checkpoint's targets, not those of every training step.
