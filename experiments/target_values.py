@@ -15,17 +15,24 @@ notebook's energy-curve MAGI cells (63 and 64) read MAGI's against it.
 
 The generator runs in eval mode (as the run's report measures it), so this is the
 selected checkpoint's targets, not those of every training step.
+
+``--versus ROW`` adds each run's test accuracy minus that of the run with the same
+folder name in the sweep's row ``ROW`` (e.g. ``consensus``, in points) and, over three
+runs or more, the Pearson and Spearman correlations of the truth's share with it
+(scipy.stats): the lab notebook's section 66.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from esx.data import loader  # noqa: E402
 from esx.errors import EsxError  # noqa: E402
@@ -72,21 +79,51 @@ def values(run: Path, split: str = "train") -> dict[str, float]:
     return {k: (v if k == "n" else v / sums["n"]) for k, v in sums.items()}
 
 
+def gain(run: Path, versus: str) -> float:
+    """The run's test accuracy minus that of its pair in the sweep's row ``versus``, in
+    points (the pair: the folder of the same name, ``<sweep>/<versus>/<run's name>``)."""
+    pair = run.parent.parent / versus / run.name
+    try:
+        acc = [
+            json.loads((r / "metrics.json").read_text())["test"]["accuracy"] for r in (run, pair)
+        ]
+    except (OSError, KeyError, ValueError) as err:
+        raise EsxError(
+            f"{run}: no finished pair to compare in row {versus!r} ({pair}): {err}; "
+            "finish both runs, or name the row its sweep calls it"
+        ) from None
+    return 100 * (acc[0] - acc[1])
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--split", default="train")
+    ap.add_argument("--versus", help="a row of the same sweep to subtract (e.g. consensus)")
     a = ap.parse_args(argv)
     cols = [f"{r} {k}" for r in REGIONS for k in ("value", "share")]
+    cols += [f"− {a.versus}, accuracy (points)"] if a.versus else []
     print("| run | images | " + " | ".join(cols) + " |")
     print("| --- | --- |" + " --- |" * len(cols))
+    shares, gains = [], []
     for run in a.runs:
         try:
+            g = gain(run, a.versus) if a.versus else None  # before the slow part
             s = values(run, a.split)
         except EsxError as err:
             raise SystemExit(f"error: {err}") from None
-        row = " | ".join(f"{s[f'{r}_{k}']:.3f}" for r in REGIONS for k in ("value", "share"))
-        print(f"| {run} | {s['n']:.0f} | {row} |")
+        row = [f"{s[f'{r}_{k}']:.3f}" for r in REGIONS for k in ("value", "share")]
+        if g is not None:
+            gains.append(g)
+            shares.append(s["truth_share"])
+            row.append(f"{g:+.1f}")
+        print(f"| {run} | {s['n']:.0f} | {' | '.join(row)} |")
+    if len(gains) >= 3:
+        r, rho = stats.pearsonr(shares, gains)[0], stats.spearmanr(shares, gains)[0]
+        print(
+            f"\ntruth share against − {a.versus}, over {len(gains)} runs: "
+            f"Pearson r {r:.2f}, Spearman {rho:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -525,6 +525,30 @@ def test_target_values_region_sums_hand_computed():
     assert got == pytest.approx(want)
 
 
+def test_target_values_versus_a_row_hand_computed(tmp_path, monkeypatch, capsys):
+    mod = load_script("target_values")
+    shares = {"s0": 0.1, "s1": 0.2, "s2": 0.3}
+    for name, (mine, vote) in {"s0": (0.80, 0.79), "s1": (0.80, 0.78), "s2": (0.80, 0.76)}.items():
+        for row, acc in (("magi", mine), ("consensus", vote)):
+            (tmp_path / row / name).mkdir(parents=True)
+            (tmp_path / row / name / "metrics.json").write_text(
+                json.dumps({"test": {"accuracy": acc}})
+            )
+    fake = {f"{r}_{k}": 0.0 for r in mod.REGIONS for k in ("value", "share")}
+    monkeypatch.setattr(
+        mod, "values", lambda run, split: {**fake, "n": 5.0, "truth_share": shares[run.name]}
+    )
+    assert mod.gain(tmp_path / "magi" / "s2", "consensus") == pytest.approx(4.0)
+    mod.main([str(tmp_path / "magi" / n) for n in shares] + ["--versus", "consensus"])
+    out = capsys.readouterr().out
+    assert "| +1.0 |" in out and "| +2.0 |" in out and "| +4.0 |" in out
+    # shares (0.1, 0.2, 0.3) against gains (1, 2, 4): r = 0.3 / sqrt(0.02 × 42/9) = 0.98
+    assert "over 3 runs: Pearson r 0.98, Spearman 1.00" in out
+    (tmp_path / "consensus" / "s1" / "metrics.json").unlink()
+    with pytest.raises(SystemExit, match="no finished pair to compare in row 'consensus'"):
+        mod.main([str(tmp_path / "magi" / "s1"), "--versus", "consensus"])
+
+
 def test_target_values_on_a_tiny_magi_run(tmp_path, tiny_recipe, capsys):
     tiny_recipe["aggregator"] = {"name": "magi", "params": {"gen_size": 16, "targets": "weighted"}}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_recipe))
@@ -540,7 +564,7 @@ def test_target_values_on_a_tiny_magi_run(tmp_path, tiny_recipe, capsys):
     assert all(0 <= got[f"{r}_value"] <= 1 for r in mod.REGIONS)
     mod.main([str(tmp_path / "run")])
     assert f"| {tmp_path / 'run'} | {got['n']:.0f} |" in capsys.readouterr().out
+    tiny_recipe["aggregator"] = {"name": "consensus"}
+    (tmp_path / "run" / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe))
     with pytest.raises(SystemExit, match="needs a MAGI run"):
-        tiny_recipe["aggregator"] = {"name": "consensus"}
-        (tmp_path / "run" / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe))
         mod.main([str(tmp_path / "run")])
