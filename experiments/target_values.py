@@ -19,7 +19,7 @@ selected checkpoint's targets, not those of every training step.
 ``--versus ROW`` adds each run's test accuracy minus that of the run with the same
 folder name in the sweep's row ``ROW`` (e.g. ``consensus``, in points) and, over three
 runs or more, the Pearson and Spearman correlations of the truth's share with it
-(scipy.stats): the lab notebook's section 66.
+(scipy.stats): the lab notebook's section 67.
 """
 
 from __future__ import annotations
