@@ -19,7 +19,9 @@ selected checkpoint's targets, not those of every training step.
 ``--versus ROW`` adds each run's test accuracy minus that of the run with the same
 folder name in the sweep's row ``ROW`` (e.g. ``consensus``, in points) and, over three
 runs or more, the Pearson and Spearman correlations of the truth's share with it
-(scipy.stats): the lab notebook's section 67.
+(scipy.stats): the lab notebook's section 67. ``--slots`` adds a table of each target
+mask alone (each generated annotator's, in the generator's slot order, with its share
+of the weights): section 68.
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ def region_sums(target: torch.Tensor, truth: torch.Tensor, distractor: torch.Ten
 
 @torch.no_grad()
 def values(run: Path, split: str = "train") -> dict[str, float]:
-    """Per-image means over the split's annotated images (see :func:`region_sums`)."""
+    """Per-image means over the split's annotated images (see :func:`region_sums`), of
+    the targets' weighted mean and, under ``slot<k> ...``, of each target mask alone
+    (a generated annotator's mask with ``weighted``, the vote with ``consensus``) with
+    its share of the weights."""
     c, magi = load_run(run)
     sums: dict[str, float] = {}
     for batch in loader(c.dataset.split(split), 256, None, 0):
@@ -72,8 +77,12 @@ def values(run: Path, split: str = "train") -> dict[str, float]:
         t = magi(batch).targets
         rows = t.weights.sum(1) > 0
         w = t.weights[rows][..., None, None]
-        target = (t.masks[rows] * w).sum(1) / w.sum(1)
-        got = region_sums(target, batch.truth[rows, 0], found[rows].amax(dim=1))
+        truth, distractor = batch.truth[rows, 0], found[rows].amax(dim=1)
+        got = region_sums((t.masks[rows] * w).sum(1) / w.sum(1), truth, distractor)
+        for slot in range(t.masks.shape[1]):  # each target mask alone, and its weight
+            alone = region_sums(t.masks[rows][:, slot], truth, distractor)
+            alone["weight"] = float((w[:, slot] / w.sum(1)).sum())
+            got.update({f"slot{slot} {k}": v for k, v in alone.items() if k != "n"})
         for k, v in got.items():
             sums[k] = sums.get(k, 0.0) + v
     return {k: (v if k == "n" else v / sums["n"]) for k, v in sums.items()}
@@ -95,17 +104,32 @@ def gain(run: Path, versus: str) -> float:
     return 100 * (acc[0] - acc[1])
 
 
+def print_slots(found: dict[Path, dict[str, float]]) -> None:
+    """Each run's target masks alone, in the generator's slot order: their share of the
+    weights and their mean value on each region, as a Markdown table."""
+    keys = ["weight"] + [f"{r}_value" for r in REGIONS]
+    print("\n| run | slot | " + " | ".join(k.replace("_", " ") for k in keys) + " |")
+    print("| --- | --- |" + " --- |" * len(keys))
+    for run, s in found.items():
+        slot = 0
+        while f"slot{slot} weight" in s:
+            row = " | ".join(f"{s[f'slot{slot} {k}']:.3f}" for k in keys)
+            print(f"| {run} | {slot} | {row} |")
+            slot += 1
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--split", default="train")
     ap.add_argument("--versus", help="a row of the same sweep to subtract (e.g. consensus)")
+    ap.add_argument("--slots", action="store_true", help="also each target mask alone")
     a = ap.parse_args(argv)
     cols = [f"{r} {k}" for r in REGIONS for k in ("value", "share")]
     cols += [f"− {a.versus}, accuracy (points)"] if a.versus else []
     print("| run | images | " + " | ".join(cols) + " |")
     print("| --- | --- |" + " --- |" * len(cols))
-    shares, gains = [], []
+    shares, gains, found = [], [], {}
     for run in a.runs:
         try:
             g = gain(run, a.versus) if a.versus else None  # before the slow part
@@ -118,6 +142,9 @@ def main(argv: list[str] | None = None) -> None:
             shares.append(s["truth_share"])
             row.append(f"{g:+.1f}")
         print(f"| {run} | {s['n']:.0f} | {' | '.join(row)} |")
+        found[run] = s
+    if a.slots:
+        print_slots(found)
     if len(gains) >= 3:
         r, rho = stats.pearsonr(shares, gains)[0], stats.spearmanr(shares, gains)[0]
         print(

@@ -562,8 +562,20 @@ def test_target_values_on_a_tiny_magi_run(tmp_path, tiny_recipe, capsys):
     shares = [got[f"{r}_share"] for r in mod.REGIONS]
     assert sum(shares) == pytest.approx(1.0, abs=1e-4)  # soft masks: never all zero
     assert all(0 <= got[f"{r}_value"] <= 1 for r in mod.REGIONS)
-    mod.main([str(tmp_path / "run")])
-    assert f"| {tmp_path / 'run'} | {got['n']:.0f} |" in capsys.readouterr().out
+    # each slot alone: the weights' shares sum to 1 and, the weights being the same on
+    # every image, the weighted target's value on a region is the weights' mix of theirs
+    u = sum(1 for k in got if k.endswith(" weight"))
+    assert (
+        u == json.loads((tmp_path / "run" / "metrics.json").read_text())["data"]["num_annotators"]
+    )
+    assert sum(got[f"slot{k} weight"] for k in range(u)) == pytest.approx(1.0)
+    for r in mod.REGIONS:
+        mix = sum(got[f"slot{k} weight"] * got[f"slot{k} {r}_value"] for k in range(u))
+        assert got[f"{r}_value"] == pytest.approx(mix, abs=1e-5)
+    mod.main([str(tmp_path / "run"), "--slots"])
+    out = capsys.readouterr().out
+    assert f"| {tmp_path / 'run'} | {got['n']:.0f} |" in out
+    assert f"| {tmp_path / 'run'} | {u - 1} | {got[f'slot{u - 1} weight']:.3f} |" in out
     tiny_recipe["aggregator"] = {"name": "consensus"}
     (tmp_path / "run" / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe))
     with pytest.raises(SystemExit, match="needs a MAGI run"):
