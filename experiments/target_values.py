@@ -76,12 +76,13 @@ def values(run: Path, split: str = "train") -> dict[str, float]:
             )
         t = magi(batch).targets
         rows = t.weights.sum(1) > 0
-        w = t.weights[rows][..., None, None]
+        masks, w = t.masks[rows], t.weights[rows][..., None, None]
+        w = w / w.sum(1, keepdim=True)  # each image's weights as shares
         truth, distractor = batch.truth[rows, 0], found[rows].amax(dim=1)
-        got = region_sums((t.masks[rows] * w).sum(1) / w.sum(1), truth, distractor)
-        for slot in range(t.masks.shape[1]):  # each target mask alone, and its weight
-            alone = region_sums(t.masks[rows][:, slot], truth, distractor)
-            alone["weight"] = float((w[:, slot] / w.sum(1)).sum())
+        got = region_sums((masks * w).sum(1), truth, distractor)
+        for slot in range(masks.shape[1]):  # each target mask alone, and its weight
+            alone = region_sums(masks[:, slot], truth, distractor)
+            alone["weight"] = float(w[:, slot].sum())
             got.update({f"slot{slot} {k}": v for k, v in alone.items() if k != "n"})
         for k, v in got.items():
             sums[k] = sums.get(k, 0.0) + v
