@@ -234,6 +234,13 @@ def test_the_curve_report_gives_each_line_its_kept_share(tmp_path):
     assert (tmp_path / "curve.png").stat().st_size > 5000
     page = (tmp_path / "report.html").read_text()
     assert ">Curve</h2>" in page and "kept share" in page
+    # each cell's mean is the mean over its runs, with the run count beside it, not a
+    # made-up spread: Consensus at level 0.5 over seeds 0-2 is 0.75 + 0.01 * mean(0, 1, 2)
+    curve = page[page.index(">Curve</h2>") : page.index(">Per run</h2>")]
+    assert "± 0" not in curve and '<th class="text">mean accuracy</th>' in curve
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", curve)
+    i = next(k for k, c in enumerate(cells) if c == "Consensus" and float(cells[k + 1]) == 0.5)
+    assert cells[i + 2] == "3" and float(cells[i + 3]) == pytest.approx(0.76)
     assert "## Curve over data.params.level" in res.output
     # the three levels of one recipe are three rows of the ordinary tables, told apart
     assert "Consensus [data.params.level=0.5]" in res.output
