@@ -239,7 +239,7 @@ def test_the_curve_report_gives_each_line_its_kept_share(tmp_path):
     curve = page[page.index(">Curve</h2>") : page.index(">Per run</h2>")]
     assert "± 0" not in curve and '<th class="text">mean accuracy</th>' in curve
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", curve)
-    i = next(k for k, c in enumerate(cells) if c == "Consensus" and float(cells[k + 1]) == 0.5)
+    i = next(k for k, c in enumerate(cells) if cells[k : k + 2] == ["Consensus", "0.5"])
     assert cells[i + 2] == "3" and float(cells[i + 3]) == pytest.approx(0.76)
     assert "## Curve over data.params.level" in res.output
     # the three levels of one recipe are three rows of the ordinary tables, told apart

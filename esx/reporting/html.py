@@ -269,7 +269,7 @@ def _curve(root: Path, records: dict[str, list[dict[str, Any]]]) -> str:
         rows = [
             [
                 r["line"],
-                r[key],
+                f"{r[key]:g}" if isinstance(r[key], float) else r[key],  # as the recipe has it
                 r["runs"],
                 r[name],
                 r["low"],
