@@ -280,8 +280,10 @@ def _curve(root: Path, records: dict[str, list[dict[str, Any]]]) -> str:
             ]
             for r in recs
         ]
-        cols = ["line", key, "runs", f"mean {name}", "low", "high", "kept share", "kept low"]
-        cols.append("kept high")
+        cols = [
+            *("line", key, "runs", f"mean {name}", "low", "high"),
+            *("kept share", "kept low", "kept high"),
+        ]
         content += f"<h3>Test {esc(name)}</h3>" + table(cols, rows)
     note = (
         "low/high: the 95% t-interval of the mean over runs. Kept share: (line − floor) / "
