@@ -269,7 +269,7 @@ def _curve(root: Path, records: dict[str, list[dict[str, Any]]]) -> str:
         rows = [
             [
                 r["line"],
-                f"{r[key]:g}" if isinstance(r[key], float) else r[key],  # as the recipe has it
+                f"{r[key]:g}",  # a float (curve._value), written as curve.md writes it
                 r["runs"],
                 r[name],
                 r["low"],
@@ -281,8 +281,15 @@ def _curve(root: Path, records: dict[str, list[dict[str, Any]]]) -> str:
             for r in recs
         ]
         cols = [
-            *("line", key, "runs", f"mean {name}", "low", "high"),
-            *("kept share", "kept low", "kept high"),
+            "line",
+            key,
+            "runs",
+            f"mean {name}",
+            "low",
+            "high",
+            "kept share",
+            "kept low",
+            "kept high",
         ]
         content += f"<h3>Test {esc(name)}</h3>" + table(cols, rows)
     note = (
